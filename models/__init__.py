@@ -1,0 +1,1 @@
+"""Model code for LRF: config, core, rectified flow, codec, checkpoints."""
