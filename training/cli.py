@@ -50,6 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--limit", type=_positive_int, default=None, help="use the first N latents")
     f.add_argument("--no-bf16", action="store_true", help="fp32 math (about 10x slower here)")
+
+    k = sub.add_parser("classifier", help="train the small CIFAR-10 classifier used by lrf-eval")
+    k.add_argument("--data", required=True)
+    k.add_argument("--out", required=True)
+    k.add_argument("--epochs", type=_positive_int, default=16)
+    k.add_argument("--limit-per-class", type=_positive_int, default=None)
     return p
 
 
@@ -70,6 +76,12 @@ def main(argv: list[str] | None = None) -> int:
             res = build_latent_cache(args.codec, args.data, args.out, hflip=not args.no_flip,
                                      limit_per_class=args.limit_per_class)
             print(f"cached {res['count']} latents of shape {res['shape']} -> {args.out}")
+        elif args.cmd == "classifier":
+            from lrf.training.classifier import train_classifier
+
+            res = train_classifier(args.data, args.out, epochs=args.epochs,
+                                   limit_per_class=args.limit_per_class)
+            print(f"done: test accuracy {res['test_accuracy']:.4f} in {res['seconds']:.0f}s")
         elif args.cmd == "flow":
             _run_flow(args)
     except (ValueError, FileNotFoundError) as e:

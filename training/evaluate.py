@@ -1,0 +1,175 @@
+"""``lrf-eval CHECKPOINT``: the quality report behind the model card.
+
+Measured on CIFAR-10's test split, split in two fixed halves so every comparison has the same
+sample sizes: the *probe* set (test images 0-99 of each class, 1,000 images) and the *reference*
+set (the other 9,000). Every Frechet distance is "1,000 images vs the 9,000 reference images".
+
+* codec reconstruction MSE on all 10,000 test images ([-1, 1] scale);
+* generated samples: 100 per class with seeds 0-99, at the checkpoint's steps/guidance;
+  per-class pixel std and range (the "no grey images" check: std > 0.2 on the [-1, 1] scale);
+* class fidelity: the fraction of samples that our classifier assigns to their conditioning
+  class, and the Frechet distance of its penultimate features;
+* two ceilings for those numbers: the real probe images, and the probe images passed through
+  our autoencoder (no generator on this codec can look sharper than that round trip);
+* the classifier's blur sensitivity: accuracy on probe images resampled 32->16->32;
+* sweeps: guidance 1, 2, 3, 5 at 50 steps and steps 4, 8, 16, 50 at guidance 3.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+from lrf.cli import Parser
+
+PROBE_PER_CLASS = 100
+
+
+def class_fidelity(images_u8: np.ndarray, labels, classifier_path: str | None = None) -> float:
+    """Fraction of uint8 NHWC 32x32 images that the shipped classifier assigns to ``labels``."""
+    from lrf.training.classifier import accuracy, load_classifier
+
+    model, _ = load_classifier(classifier_path)
+    return accuracy(model, images_u8, np.asarray(labels))
+
+
+def _split_test(test):
+    per_class_idx = np.zeros(len(test.labels), dtype=np.int64)
+    for c in np.unique(test.labels):
+        m = test.labels == c
+        per_class_idx[m] = np.arange(m.sum())
+    probe = per_class_idx < PROBE_PER_CLASS
+    return probe, ~probe
+
+
+def _round_trip(codec, images_u8: np.ndarray) -> np.ndarray:
+    from lrf.models.pipeline import to_uint8
+    from lrf.training.data import to_tensor_range
+
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(images_u8), 500):
+            x = to_tensor_range(images_u8[i:i + 500])
+            out.append(to_uint8(codec.decode_raw(codec.encode_raw(x))))
+    return np.concatenate(out)
+
+
+def _blur(images_u8: np.ndarray) -> np.ndarray:
+    import torch.nn.functional as F
+
+    x = torch.from_numpy(images_u8).permute(0, 3, 1, 2).float()
+    x = F.interpolate(F.interpolate(x, size=16, mode="bilinear", antialias=True, align_corners=False),
+                      size=32, mode="bilinear", align_corners=False)
+    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def _sample(ckpt, per_class: int, steps: int, guidance: float, batch: int = 500) -> tuple[np.ndarray, np.ndarray]:
+    from lrf.models.pipeline import generate, to_uint8
+
+    labels = np.repeat(np.arange(len(ckpt.classes)), per_class)
+    seeds = np.tile(np.arange(per_class), len(ckpt.classes))
+    out = []
+    for i in range(0, len(labels), batch):
+        out.append(to_uint8(generate(ckpt, labels[i:i + batch].tolist(), seeds[i:i + batch].tolist(),
+                                     steps=steps, guidance=guidance)))
+    return np.concatenate(out), labels
+
+
+def evaluate(checkpoint: str | None, data: str, classifier: str | None = None,
+             per_class: int = PROBE_PER_CLASS, sweep: bool = True, log=print) -> dict:
+    from lrf.models.checkpoint import checkpoint_sha256, load_checkpoint
+    from lrf.training.ae import reconstruction_mse
+    from lrf.training.classifier import frechet_distance, load_classifier, logits_and_features
+    from lrf.training.data import load_image_folder
+
+    t0 = time.time()
+    ckpt = load_checkpoint(checkpoint)
+    clf, clf_meta = load_classifier(classifier)
+    test = load_image_folder(data, "test")
+    probe, ref = _split_test(test)
+    _, ref_feats = logits_and_features(clf, test.images[ref])
+
+    def score(images, labels):
+        logits, feats = logits_and_features(clf, images)
+        return {"fidelity": float((logits.argmax(1).numpy() == labels).mean()),
+                "frechet": frechet_distance(feats, ref_feats)}
+
+    report: dict = {"checkpoint": ckpt.path, "checkpoint_sha256": checkpoint_sha256(ckpt.path),
+                    "classifier_test_accuracy": float(clf_meta.get("test_accuracy", "nan"))}
+    report["codec_test_mse"] = reconstruction_mse(ckpt.codec, test.images)
+    log(f"codec reconstruction MSE (10,000 test images, [-1,1]): {report['codec_test_mse']:.5f}")
+    p_img, p_lab = test.images[probe], test.labels[probe]
+    report["ceiling_real"] = score(p_img, p_lab)
+    report["ceiling_round_trip"] = score(_round_trip(ckpt.codec, p_img), p_lab)
+    report["classifier_blur_32_16_32_accuracy"] = score(_blur(p_img), p_lab)["fidelity"]
+    log(f"ceilings: real {report['ceiling_real']}, round trip {report['ceiling_round_trip']}")
+
+    steps, guidance = int(ckpt.sampling["steps"]), float(ckpt.sampling["guidance"])
+    configs = [(steps, guidance)]
+    if sweep:
+        configs += [(50, g) for g in (1.0, 2.0, 3.0, 5.0)] + [(s, 3.0) for s in (4, 8, 16, 50)]
+    results = {}
+    for s, g in dict.fromkeys(configs):
+        imgs, labels = _sample(ckpt, per_class, s, g)
+        r = score(imgs, labels)
+        r["fidelity_vs_round_trip"] = r["fidelity"] / report["ceiling_round_trip"]["fidelity"]
+        results[f"steps={s},guidance={g:g}"] = r
+        log(f"steps {s:>2} guidance {g:g}: fidelity {r['fidelity']:.3f} "
+            f"({100 * r['fidelity_vs_round_trip']:.0f}% of round trip), FD {r['frechet']:.2f}")
+        if (s, g) == (steps, guidance):
+            x = imgs.astype(np.float64) / 127.5 - 1.0
+            report["per_class"] = {
+                name: {"std": float(x[labels == c].std()),
+                       "min": float(x[labels == c].min()), "max": float(x[labels == c].max())}
+                for c, name in enumerate(ckpt.classes)}
+            report["default"] = {"steps": s, "guidance": g, **r}
+    report["sweeps"] = results
+    report["no_grey_images"] = all(v["std"] > 0.2 for v in report["per_class"].values())
+    report["seconds"] = time.time() - t0
+    return report
+
+
+def build_parser():
+    p = Parser(prog="lrf-eval", description=__doc__.split("\n\n")[0])
+    p.add_argument("checkpoint", nargs="?", default=None,
+                   help="checkpoint folder (default: the shipped cifar10 one)")
+    p.add_argument("--data", default=os.path.join("..", "shared", "data", "cifar10", "cifar10-jpeg.tar.gz"),
+                   help="CIFAR-10 image folder or .tar.gz (default: ../shared/data/cifar10/...)")
+    p.add_argument("--classifier", default=None, help="classifier weights (default: shipped)")
+    p.add_argument("--per-class", type=int, default=PROBE_PER_CLASS)
+    p.add_argument("--no-sweep", action="store_true", help="only the checkpoint's default setting")
+    p.add_argument("--json", default=None, help="write the report here too")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        report = evaluate(args.checkpoint, args.data, args.classifier, args.per_class,
+                          sweep=not args.no_sweep)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"lrf-eval: error: {e}", file=sys.stderr)
+        return 2
+    worst = min(report["per_class"].items(), key=lambda kv: kv[1]["std"])
+    print(f"per-class pixel std ([-1,1] scale): min {worst[1]['std']:.3f} ({worst[0]}); "
+          f"no grey images: {report['no_grey_images']}")
+    d = report["default"]
+    print(f"default ({d['steps']} steps, guidance {d['guidance']:g}): fidelity {d['fidelity']:.3f} = "
+          f"{100 * d['fidelity_vs_round_trip']:.1f}% of the round-trip ceiling "
+          f"({report['ceiling_round_trip']['fidelity']:.3f}); FD {d['frechet']:.2f}")
+    if args.json:
+        tmp = args.json + ".tmp"
+        with open(tmp, "w") as fh:
+            json.dump(report, fh, indent=2)
+        os.replace(tmp, args.json)
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
