@@ -66,14 +66,21 @@ def train_ae(data: str, out_dir: str, cfg: AEConfig, log=print) -> dict:
     start_epoch, step = 0, 0
     if os.path.isfile(state_path):
         st = load_state(state_path)
-        if st["config"] != asdict(cfg):
+        # Only the epoch count may change on resume (shorten or extend a run: the cosine
+        # schedule is re-derived from the new total from the current step on).
+        if {**st["config"], "epochs": cfg.epochs} != asdict(cfg):
             raise ValueError(f"{state_path}: resume state was made with config {st['config']}, "
-                             f"not {asdict(cfg)}; use another --out or the same options")
+                             f"not {asdict(cfg)}; use another --out or the same options "
+                             "(only --epochs may change)")
+        if st["epoch"] >= cfg.epochs and st["config"]["epochs"] != cfg.epochs:
+            raise ValueError(f"{state_path}: already {st['epoch']} epochs done; --epochs "
+                             f"{cfg.epochs} would train none")
         codec.load_state_dict(st["model"])
         opt.load_state_dict(st["opt"])
         start_epoch, step = st["epoch"], st["step"]
         torch.set_rng_state(st["rng"])
-        log(f"resumed from {state_path} at epoch {start_epoch}")
+        log(f"resumed from {state_path} at epoch {start_epoch} (run of {st['config']['epochs']} "
+            f"epochs, now {cfg.epochs})")
     x_all = torch.from_numpy(train.images).permute(0, 3, 1, 2).contiguous()  # uint8 NCHW
     model = codec.ae.to(memory_format=torch.channels_last)
     for epoch in range(start_epoch, cfg.epochs):

@@ -154,8 +154,9 @@ def train_flow(cache: str, codec_path: str, out_dir: str, cfg: FlowConfig, log=p
                             state_dict=ema.state_dict(),
                             training={"flow": asdict(cfg), "epochs_done": epoch + 1, "steps": step,
                                       "world_size": world, "parameters": count_parameters(model)})
-            plot_curve(log_path, os.path.join(out_dir, "flow_loss.png"), "loss",
-                       "Stage 2 LRF: SNR-weighted flow loss")
+            if epoch + 1 == cfg.epochs or (epoch + 1) % 5 == 0:  # matplotlib is slow to redraw
+                plot_curve(log_path, os.path.join(out_dir, "flow_loss.png"), "loss",
+                           "Stage 2 LRF: SNR-weighted flow loss")
         if world > 1:
             dist.barrier()
         if on_epoch_end is not None:
