@@ -25,6 +25,7 @@ import torch
 from lrf.models.codec import CODEC_FILE, Codec, _load_strict
 from lrf.models.config import LRFConfig
 from lrf.models.lrf import LRFModel
+from lrf.runtime.bundle import sha256_file  # one definition, shared with the runtime
 
 CHECKPOINT_FORMAT = "lrf-checkpoint/1"
 MANIFEST = "lrf.json"
@@ -56,14 +57,6 @@ class Checkpoint:
             return self.classes.index(name_or_index)
         raise ValueError(f"unknown class {name_or_index!r}; valid: {', '.join(self.classes)} "
                          f"(or an index 0-{len(self.classes) - 1})")
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def checkpoint_sha256(path: str | os.PathLike) -> str:

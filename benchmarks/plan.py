@@ -1,0 +1,201 @@
+"""What ``lrf-bench`` runs: the configurations, and which bundle serves each.
+
+A *variant* is a runtime backend with a bundle family (target + precision), or the PyTorch eager
+reference. Each variant runs at every requested resolution, step count, mode and batch. The
+bundle for (target, precision, latent size) is an explicit ``--bundle`` with that manifest, or
+one exported from the checkpoint through ``lrf.exporter`` into the bench's cache (never into the
+repository): the step and fused graphs have a fixed latent size, so each resolution needs its own.
+The parent process reads only JSON here (no torch, no runtime engine).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Bundle target -> the lrf.runtime backend that runs it on this machine.
+TARGET_BACKENDS = {"onnx": "onnxruntime", "executorch": "executorch"}
+# Targets whose files no backend can run on Linux: refused with the reason.
+NOT_RUNNABLE = {"coreml": "Core ML models run only on Apple platforms (macOS/iOS)"}
+PRECISIONS = ("fp32", "int8")
+MODES = ("fused", "stepwise")
+PYTORCH = "pytorch"
+# The codec is TAESD-shaped: 8x8 pixels per latent cell (runtime/BUNDLE.md, image vs latent).
+SCALE = 8
+# Settings for bundles the bench exports itself: these exist to measure cost, so the parity gate
+# runs on a few cases and the class-fidelity check (minutes of sampling) is skipped; calibration
+# keeps the exporter's default because it decides which int8 variant (hence cost) is chosen.
+EXPORT_SETTINGS = {"parity_images": 4, "calibration_images": 32, "fidelity_images": 0}
+
+
+def default_checkpoint() -> Path:
+    """The shipped checkpoint folder (``lrf.models.checkpoint.DEFAULT_CHECKPOINT``), located
+    without importing torch."""
+    models = importlib.util.find_spec("lrf.models")
+    return Path(list(models.submodule_search_locations)[0]) / "weights" / "cifar10"
+
+
+def repo_root() -> Path | None:
+    """The source checkout this package runs from (editable install), if any."""
+    root = Path(importlib.util.find_spec("lrf").origin).resolve().parent.parent
+    return root if (root / "pyproject.toml").is_file() else None
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    path: str
+    latent_size: int
+    steps: int
+    guidance: float
+
+
+def read_checkpoint_info(path: str | Path) -> CheckpointInfo:
+    """Defaults from a checkpoint's ``lrf.json`` (latent size, steps, guidance)."""
+    f = Path(path) / "lrf.json"
+    if not f.is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} has no lrf.json; pass --checkpoint DIR "
+                                "(a folder written by lrf-train) or --bundle DIR")
+    m = json.loads(f.read_text())
+    s = m.get("sampling", {})
+    return CheckpointInfo(str(path), int(m["config"]["latent_size"]), int(s.get("steps", 50)),
+                          float(s.get("guidance", 3.0)))
+
+
+@dataclass(frozen=True)
+class BundleInfo:
+    path: str
+    target: str
+    precision: str
+    latent_size: int
+    resolution: int
+    fused_steps: tuple[int, ...]
+    checkpoint: str | None
+    default_steps: int
+
+
+def read_bundle_info(path: str | Path) -> BundleInfo:
+    """What the bench needs from a bundle's ``manifest.json`` (no checksum pass: the child's
+    ``Generator.load`` verifies every file, and that cost is part of its load time)."""
+    m_path = Path(path) / "manifest.json"
+    if not m_path.is_file():
+        raise FileNotFoundError(f"--bundle {str(path)!r} has no manifest.json; make one with "
+                                "lrf-export")
+    m = json.loads(m_path.read_text())
+    try:
+        latent = int(m["latent"]["height"])
+        return BundleInfo(str(path), m["target"], m.get("precision", "fp32"), latent,
+                          int(m.get("image", {}).get("height", latent * SCALE)),
+                          tuple(sorted(int(n) for n in m.get("fused_steps", []))),
+                          m.get("source_checkpoint", {}).get("path"),
+                          int(m["sampling"]["steps"]))
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"--bundle {str(path)!r}: manifest.json lacks {e}; re-export it") from None
+
+
+@dataclass(frozen=True)
+class Variant:
+    backend: str                 # "pytorch" or an lrf.runtime backend name
+    target: str | None           # bundle target; None for pytorch
+    precision: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.backend} {self.precision}"
+
+
+@dataclass
+class Config:
+    variant: Variant
+    resolution: int
+    steps: int
+    mode: str                    # fused | stepwise | eager (pytorch)
+    batch: int
+    bundle: str | None = None    # resolved bundle folder (runtime variants)
+    skip: tuple[str, str] | None = None   # (status, reason) when it cannot run
+    probe: bool = False          # part of the largest-batch search, not the main table
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def latent_size(self) -> int:
+        return self.resolution // SCALE
+
+    @property
+    def name(self) -> str:
+        return (f"{self.variant.label} {self.mode} N={self.steps} {self.resolution}px "
+                f"B={self.batch}")
+
+    def slot(self) -> tuple:
+        return (self.variant.target, self.variant.precision, self.latent_size)
+
+
+def variants_for(targets: list[str], precisions: list[str],
+                 bundles: list[BundleInfo]) -> list[Variant]:
+    """Runtime variants: the --bundle manifests' (target, precision) and targets x precisions."""
+    out: list[Variant] = []
+    pairs = [(b.target, b.precision) for b in bundles] + \
+        [(t, p) for t in targets for p in precisions]
+    for t, p in pairs:
+        v = Variant(TARGET_BACKENDS.get(t, t), t, p)
+        if v not in out:
+            out.append(v)
+    return out
+
+
+def build_plan(variants: list[Variant], bundles: list[BundleInfo], resolutions: list[int],
+               steps: list[int], modes: list[str], batches: list[int],
+               baseline: bool) -> list[Config]:
+    """Every configuration, the PyTorch rows first at each (resolution, steps)."""
+    by_slot = {(b.target, b.precision, b.latent_size): b for b in bundles}
+    plan = []
+    for res in resolutions:
+        for n in steps:
+            for b in batches:
+                if baseline:
+                    plan.append(Config(Variant(PYTORCH, None, "fp32"), res, n, "eager", b))
+                for v in variants:
+                    for mode in modes:
+                        c = Config(v, res, n, mode, b)
+                        have = by_slot.get(c.slot())
+                        if have is not None:
+                            c.bundle = have.path
+                            if mode == "fused" and n not in have.fused_steps:
+                                c.skip = ("skipped", f"bundle {have.path} has no fused graph for "
+                                          f"N={n} (it has {list(have.fused_steps)}); export with "
+                                          f"--steps {n} or use --mode stepwise")
+                        plan.append(c)
+    return plan
+
+
+def export_requests(plan: list[Config], steps: list[int]) -> list[dict]:
+    """The bundles the bench must export (slots with no explicit --bundle)."""
+    seen, reqs = set(), []
+    for c in plan:
+        if c.variant.target is None or c.bundle is not None or c.skip is not None:
+            continue
+        if c.slot() not in seen:
+            seen.add(c.slot())
+            t, p, s = c.slot()
+            reqs.append({"key": f"{t}/{p}/{s}", "target": t, "precision": p, "latent_size": s,
+                         "steps": sorted(set(steps)), "backend": c.variant.backend})
+    return reqs
+
+
+def apply_exports(plan: list[Config], results: list[dict], missing: str) -> None:
+    """Point each configuration at its exported bundle, or mark why it has none (``missing``:
+    the reason when the export reported nothing for it)."""
+    by_key = {r["key"]: r for r in results}
+    for c in plan:
+        if c.variant.target is None or c.bundle is not None or c.skip is not None:
+            continue
+        t, p, s = c.slot()
+        r = by_key.get(f"{t}/{p}/{s}")
+        if r is None:
+            c.skip = ("failed", missing)
+        elif r["status"] in ("cached", "exported"):
+            c.bundle = r["path"]
+        elif r["status"] == "not_available":
+            c.skip = ("not_available", f"target not available: {r['message']}")
+        else:
+            c.skip = ("failed", f"export failed: {r.get('message')}")

@@ -1,0 +1,122 @@
+"""``lrf-export``: export a checkpoint to a verified bundle, or re-verify a bundle.
+
+    lrf-export --target onnx                       # fp32, shipped checkpoint, fused N = 8, 50
+    lrf-export --target onnx --int8 --steps 8 50 --checkpoint DIR --out bundles/cifar10-int8
+    lrf-export --check bundles/cifar10-onnx-int8    # checksums + golden image through lrf.runtime
+
+Every export passes the parity gate (runtime/BUNDLE.md section 5) or writes nothing and exits 1
+naming the artifact and its margin. Usage and input errors exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+
+from lrf.cli import Parser
+
+
+def _positive(flag: str):
+    def parse(s: str) -> int:
+        try:
+            v = int(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} must be an integer, got {s!r}") from None
+        if v < 1:
+            raise argparse.ArgumentTypeError(f"{flag} must be >= 1, got {v}")
+        return v
+    return parse
+
+
+def _non_negative(flag: str):
+    def parse(s: str) -> int:
+        try:
+            v = int(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} must be an integer, got {s!r}") from None
+        if v < 0:
+            raise argparse.ArgumentTypeError(f"{flag} must be >= 0, got {v}")
+        return v
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = Parser(prog="lrf-export", description=__doc__,
+               formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--target", help="export target (onnx; see the error for the full list)")
+    p.add_argument("--int8", action="store_true", help="int8 graphs (calibrated, measured)")
+    p.add_argument("--steps", type=_positive("--steps"), nargs="+", default=None, metavar="N",
+                   help="fused generator step counts (default: 8 and the checkpoint's default)")
+    p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: shipped one)")
+    p.add_argument("--out", default=None,
+                   help="bundle folder (default: bundles/<checkpoint>-<target>-<precision>)")
+    p.add_argument("--latent-size", type=_positive("--latent-size"), default=None,
+                   help="latent height = width of step/generator graphs (default: trained size; "
+                        "other sizes are for cost measurements)")
+    p.add_argument("--parity-images", type=_positive("--parity-images"), default=20,
+                   help="fixed (seed, class) cases for the parity gate (default 20)")
+    p.add_argument("--calibration-images", type=_positive("--calibration-images"), default=32,
+                   help="int8: trajectories recorded for calibration (default 32)")
+    p.add_argument("--fidelity-images", type=_non_negative("--fidelity-images"), default=200,
+                   help="images for the class-fidelity check when the classifier exists "
+                        "(default 200; 0 disables and records it as not measured)")
+    p.add_argument("--fused-form", choices=["loop", "unrolled"], default="loop",
+                   help="onnx: fused generator as an ONNX Loop over the step graph (default; "
+                        "file = step + decoder for any N, fast to load) or N unrolled copies")
+    p.add_argument("--check", metavar="BUNDLE", default=None,
+                   help="re-verify an existing bundle instead of exporting")
+    p.add_argument("--backend", default=None, help="--check: runtime backend (default: the "
+                   "target's)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if threading.current_thread() is not threading.main_thread():
+        return _run(args)
+    # SIGTERM -> SystemExit while we run, so an interrupted export deletes its temporary folder
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        return _run(args)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args) -> int:
+    log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
+    if args.check is None and args.target is None:
+        print("lrf-export: error: pass --target TARGET to export, or --check BUNDLE",
+              file=sys.stderr)
+        return 2
+    try:
+        if args.check is not None:
+            from lrf.exporter.check import check_bundle
+
+            report = check_bundle(args.check, backend=args.backend)
+            print(report)
+            return 0
+        from lrf.exporter.parity import ParityError
+        from lrf.exporter.pipeline import export_bundle
+
+        try:
+            out = export_bundle(args.target, checkpoint=args.checkpoint, out=args.out,
+                                int8=args.int8, steps=args.steps, latent_size=args.latent_size,
+                                parity_images=args.parity_images,
+                                calibration_images=args.calibration_images,
+                                fidelity_images=args.fidelity_images, log=log,
+                                options={"fused_form": args.fused_form})
+        except ParityError as e:
+            print(f"lrf-export: error: {e}", file=sys.stderr)
+            return 1
+        print(out)
+    except (ValueError, FileNotFoundError, FileExistsError, InterruptedError) as e:
+        print(f"lrf-export: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,345 @@
+"""``--target coreml``: one mlprogram ``.mlpackage`` per graph, for Core ML on iOS 16+ / macOS 13+.
+
+Files: ``step.mlpackage``, ``decoder.mlpackage``, ``generator_<N>.mlpackage`` (directories,
+listed file by file in the manifest). Fixed shapes (batch ``options["batch"]``, default 1, and
+the trained latent size); ``label`` is int32; images leave as float32 NCHW in [-1, 1]
+(``image.format = "float_nchw"``) because Core ML multi-arrays have no uint8 type: the app
+rounds them to uint8 exactly as ``runtime/BUNDLE.md`` says.
+
+What the precision flags mean here:
+
+* compute precision (``options["compute_precision"]``, CLI ``--fp16`` default / ``--fp32``):
+  the precision Core ML computes every op in. fp16 is Core ML's native precision on the GPU
+  and the Neural Engine (the ANE computes in fp16 whatever the model asks); inputs and outputs
+  stay float32, cast inside the model.
+* weights (manifest ``precision``): ``fp32`` = weights stored in the compute precision;
+  ``int8`` (``--int8``) = per-output-channel symmetric linear int8
+  (``coremltools.optimize.coreml.linear_quantize_weights``), dequantised on load;
+  ``--palettize N`` (also ``precision: "int8"``, the compressed-weights class and its parity
+  bar) = per-tensor k-means look-up table of 2^N fp values (``palettize_weights``).
+  Weights with <= ``WEIGHT_THRESHOLD`` elements stay uncompressed (coremltools' rule).
+
+Core ML cannot run a model on Linux, so this target has no ``lrf.runtime`` backend: every saved
+package is checked against its manifest entry (:func:`verify_package`: names, shapes, dtypes,
+op census, compressed-weight count, compute dtype, metadata), and parity is measured on a
+PyTorch simulation of the package's exact weights and compute precision
+(``lrf.exporter.targets.coreml_sim``), recorded with ``parity.simulated = true``. The real
+Core ML predict parity runs on macOS (``.github/workflows/coreml.yml``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from collections import Counter
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lrf.exporter.targets import ExportContext, GraphRecord, Target, register_target
+from lrf.exporter.wrappers import example_inputs, graph_io
+
+DEPLOYMENT_TARGET = "iOS16"         # the apps' minimum (ios_demo/project.yml)
+COMPUTE_PRECISIONS = ("fp16", "fp32")
+PALETTIZE_BITS = (4, 6, 8)
+WEIGHT_THRESHOLD = 2048             # coremltools' default, passed explicitly so it is recorded
+AUTHOR = "LRF Mobile"
+_ML_DTYPES = {"float32": "FLOAT32", "int32": "INT32"}
+_COMPRESSED_OPS = ("constexpr_affine_dequantize", "constexpr_lut_to_dense",
+                   "constexpr_blockwise_shift_scale")
+_DESCRIPTIONS = {
+    "latent": "normalised latent, float32 [B,C,h,w]",
+    "noise": "portable normal noise for the seed (runtime/BUNDLE.md section 4), float32 [B,C,h,w]",
+    "t": "flow time in [0, 1] (1 = noise), float32 [B]",
+    "label": "class index, int32 [B] (manifest 'classes')",
+    "guidance": "classifier-free guidance scale, float32 [B]",
+    "velocity": "guided velocity v_u + g (v_c - v_u), float32 [B,C,h,w]",
+    "image": "RGB image, float32 NCHW in [-1, 1]; uint8 = floor(clamp((x+1)*127.5+0.5, 0, 255))",
+}
+
+
+def coreml_options(options: dict) -> tuple[str, int | None, int]:
+    """(compute precision, palettize bits or None, batch) from ``ExportContext.options``,
+    validated; ValueError naming the valid values otherwise."""
+    compute = options.get("compute_precision") or "fp16"
+    if compute not in COMPUTE_PRECISIONS:
+        raise ValueError(f"coreml compute precision {compute!r}; choose one of "
+                         f"{', '.join(COMPUTE_PRECISIONS)} (--fp16 / --fp32)")
+    bits = options.get("palettize")
+    if bits is not None and bits not in PALETTIZE_BITS:
+        raise ValueError(f"--palettize {bits!r}: choose one of "
+                         f"{', '.join(map(str, PALETTIZE_BITS))} bits")
+    batch = options.get("batch") or 1
+    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+        raise ValueError(f"coreml batch must be an integer >= 1, got {batch!r}")
+    return compute, bits, batch
+
+
+@contextlib.contextmanager
+def _quiet():
+    """coremltools prints tqdm bars and version warnings (torch/scikit-learn untested) on every
+    conversion; none is actionable here."""
+    loggers = [logging.getLogger(n) for n in ("coremltools", "torch.export", "torch._export")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()), \
+                contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, lv in zip(loggers, levels):
+            lg.setLevel(lv)
+
+
+def convert(module: torch.nn.Module, example: tuple, inputs: list[dict], outputs: list[dict],
+            compute: str):
+    """torch.export -> ``ct.convert`` to an mlprogram with fixed input shapes, float32 I/O."""
+    import coremltools as ct
+
+    with _quiet(), torch.no_grad():
+        # coremltools 9 takes the ATEN dialect only (torch.export now returns training IR)
+        ep = torch.export.export(module, example).run_decompositions({})
+        return ct.convert(
+            ep, convert_to="mlprogram", skip_model_load=True,
+            minimum_deployment_target=getattr(ct.target, DEPLOYMENT_TARGET),
+            compute_precision=(ct.precision.FLOAT16 if compute == "fp16"
+                               else ct.precision.FLOAT32),
+            inputs=[ct.TensorType(name=t["name"], shape=tuple(t["shape"]),
+                                  dtype=np.int32 if t["dtype"] == "int32" else np.float32)
+                    for t in inputs],
+            outputs=[ct.TensorType(name=t["name"], dtype=np.float32) for t in outputs])
+
+
+def compress(mlmodel, precision: str, palettize: int | None):
+    """Apply the weight compression of ``precision`` / ``palettize``; returns (model, the
+    manifest's ``quantization`` dict without the counts)."""
+    if precision == "fp32" and palettize is None:
+        return mlmodel, {"method": "none"}
+    from coremltools.optimize import coreml as cto
+
+    if palettize is not None:
+        op = cto.OpPalettizerConfig(mode="kmeans", nbits=palettize, granularity="per_tensor",
+                                    weight_threshold=WEIGHT_THRESHOLD)
+        with _quiet():
+            out = cto.palettize_weights(mlmodel, cto.OptimizationConfig(global_config=op))
+        return out, {"method": "palettize", "mode": "kmeans", "nbits": palettize,
+                     "granularity": "per_tensor", "weight_threshold": WEIGHT_THRESHOLD,
+                     "activations": "not quantized (compute precision)",
+                     "tool": "coremltools.optimize.coreml.palettize_weights"}
+    op = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8",
+                                     granularity="per_channel", weight_threshold=WEIGHT_THRESHOLD)
+    with _quiet():
+        out = cto.linear_quantize_weights(mlmodel, cto.OptimizationConfig(global_config=op))
+    return out, {"method": "linear_symmetric", "weight_type": "int8", "per_channel": True,
+                 "axis": "output channel", "weight_threshold": WEIGHT_THRESHOLD,
+                 "activations": "not quantized (compute precision)",
+                 "tool": "coremltools.optimize.coreml.linear_quantize_weights"}
+
+
+def graph_metadata(name: str, ckpt, steps: int | None, compute: str, quant: dict) -> dict:
+    """User-defined metadata written into each package (strings only, a Core ML rule)."""
+    from lrf.models.checkpoint import checkpoint_sha256
+
+    meta = {"lrf.graph": name, "lrf.bundle_schema": "lrf-bundle/1",
+            "lrf.compute_precision": compute, "lrf.weights": quant["method"],
+            "lrf.image_format": "float_nchw", "lrf.classes": ",".join(ckpt.classes),
+            "lrf.source_checkpoint_sha256": checkpoint_sha256(ckpt.path)}
+    if steps is not None:
+        meta["lrf.steps"] = str(steps)
+    return meta
+
+
+def set_metadata(mlmodel, name: str, inputs: list[dict], outputs: list[dict], user: dict) -> None:
+    """Author, version, license, short description, per-tensor descriptions, user metadata."""
+    mlmodel.author = AUTHOR
+    try:
+        mlmodel.version = metadata.version("lrf-mobile")
+        mlmodel.license = metadata.metadata("lrf-mobile").get("License") or "MIT"
+    except metadata.PackageNotFoundError:
+        mlmodel.version, mlmodel.license = "unknown", "MIT"
+    what = {"step": "one guided rectified-flow velocity evaluation (both CFG branches)",
+            "decoder": "latent -> RGB image (TAESD decoder)"}.get(
+        name, f"{user.get('lrf.steps')} Euler steps + decoder, fused: noise -> image")
+    mlmodel.short_description = f"LatentRecurrentFlow {name}: {what}"
+    for t in inputs:
+        mlmodel.input_description[t["name"]] = _DESCRIPTIONS[t["name"]]
+    for t in outputs:
+        mlmodel.output_description[t["name"]] = _DESCRIPTIONS[t["name"]]
+    for k, v in user.items():
+        mlmodel.user_defined_metadata[k] = v
+
+
+def load_spec(path: Path):
+    import coremltools as ct
+
+    with _quiet():
+        return ct.utils.load_spec(str(path))
+
+
+def op_census(spec) -> dict[str, int]:
+    """Op type -> count over the package's main function (the manifest records it)."""
+    ops: Counter = Counter()
+    for fn in spec.mlProgram.functions.values():
+        for block in fn.block_specializations.values():
+            for op in block.operations:
+                ops[op.type] += 1
+    return dict(sorted(ops.items()))
+
+
+def dtype_census(spec) -> dict[str, int]:
+    """Element type -> number of non-const op outputs of that type (shows the compute dtype)."""
+    from coremltools.proto import MIL_pb2
+
+    out: Counter = Counter()
+    for fn in spec.mlProgram.functions.values():
+        for block in fn.block_specializations.values():
+            for op in block.operations:
+                if op.type == "const" or op.type.startswith("constexpr_"):
+                    continue
+                for o in op.outputs:
+                    if o.type.WhichOneof("type") == "tensorType":
+                        out[MIL_pb2.DataType.Name(o.type.tensorType.dataType)] += 1
+    return dict(sorted(out.items()))
+
+
+def _io_of(features) -> list[tuple[str, str, list[int]]]:
+    from coremltools.proto import FeatureTypes_pb2 as ft
+
+    res = []
+    for f in features:
+        if f.type.WhichOneof("Type") != "multiArrayType":
+            res.append((f.name, f.type.WhichOneof("Type"), []))
+            continue
+        a = f.type.multiArrayType
+        res.append((f.name, ft.ArrayFeatureType.ArrayDataType.Name(a.dataType), list(a.shape)))
+    return res
+
+
+def verify_package(path: Path, entry: dict, manifest: dict | None = None) -> None:
+    """The saved package at ``path`` must match its manifest graph ``entry``: mlprogram, input
+    and output names/dtypes/shapes in order, the recorded op census, compressed-weight count,
+    compute dtype, and metadata. ValueError naming the first mismatch otherwise."""
+    where = f"{path.name}"
+    if not (path / "Manifest.json").is_file():
+        raise FileNotFoundError(f"{path}: not an .mlpackage (no Manifest.json); re-export")
+    spec = load_spec(path)
+    if spec.WhichOneof("Type") != "mlProgram":
+        raise ValueError(f"{where}: model type {spec.WhichOneof('Type')}, expected mlProgram")
+    if spec.specificationVersion != entry["specification_version"]:
+        raise ValueError(f"{where}: specification version {spec.specificationVersion}, manifest "
+                         f"says {entry['specification_version']}")
+    for kind, have, want in (("input", _io_of(spec.description.input), entry["inputs"]),
+                             ("output", _io_of(spec.description.output), entry["outputs"])):
+        exp = [(t["name"], _ML_DTYPES[t["dtype"]], list(t["shape"])) for t in want]
+        if have != exp:
+            raise ValueError(f"{where}: {kind}s {have}, manifest says {exp}")
+    census = op_census(spec)
+    if census != entry["op_census"]:
+        diff = {k: (census.get(k, 0), entry["op_census"].get(k, 0))
+                for k in set(census) | set(entry["op_census"])
+                if census.get(k, 0) != entry["op_census"].get(k, 0)}
+        raise ValueError(f"{where}: op census differs from the manifest (package, manifest): "
+                         f"{dict(sorted(diff.items()))}")
+    compressed = sum(census.get(k, 0) for k in _COMPRESSED_OPS)
+    want_c = entry["quantization"].get("compressed_weights", 0)
+    if compressed != want_c:
+        raise ValueError(f"{where}: {compressed} compressed weight ops, manifest says {want_c}")
+    dtypes = dtype_census(spec)
+    if dtypes != entry["dtype_census"]:
+        raise ValueError(f"{where}: op output dtypes {dtypes}, manifest says "
+                         f"{entry['dtype_census']}")
+    if entry["compute_precision"] == "float16" and dtypes.get("FLOAT16", 0) == 0:
+        raise ValueError(f"{where}: manifest says float16 compute but no op computes in fp16")
+    if entry["compute_precision"] == "float32" and dtypes.get("FLOAT16", 0):
+        raise ValueError(f"{where}: manifest says float32 compute but {dtypes['FLOAT16']} ops "
+                         "compute in fp16")
+    md = spec.description.metadata
+    user = dict(md.userDefined)
+    for field in ("author", "versionString", "license", "shortDescription"):
+        if not getattr(md, field):
+            raise ValueError(f"{where}: metadata {field!r} is empty")
+    if user.get("lrf.graph") != path.name.removesuffix(".mlpackage"):
+        raise ValueError(f"{where}: metadata lrf.graph is {user.get('lrf.graph')!r}")
+    for f in list(spec.description.input) + list(spec.description.output):
+        if not f.shortDescription:
+            raise ValueError(f"{where}: tensor {f.name!r} has no description")
+    if manifest is not None:
+        sha = manifest["source_checkpoint"]["sha256"]
+        if user.get("lrf.source_checkpoint_sha256") != sha:
+            raise ValueError(f"{where}: metadata checkpoint sha256 "
+                             f"{user.get('lrf.source_checkpoint_sha256')!r} != manifest {sha!r}")
+
+
+@register_target("coreml")
+class CoreMLTarget(Target):
+    """mlprogram packages; parity by simulation on Linux (see the module docstring)."""
+
+    backend = None
+    precisions = ("fp32", "int8")
+    image_format = "float_nchw"
+
+    def export(self, ctx: ExportContext) -> dict[str, GraphRecord]:
+        compute, bits, batch = coreml_options(ctx.options)
+        if bits is not None and ctx.precision != "int8":
+            raise ValueError("palettize compresses the weights, so it is exported as precision "
+                             "int8 (the 25 dB bar): pass int8=True (lrf-export --palettize N "
+                             "does)")
+        self.compute, self.palettize = compute, bits
+        records = {}
+        for name, module in ctx.graphs.items():
+            inputs, outputs = graph_io(name, ctx.ckpt, ctx.latent_size, dynamic_batch=False,
+                                       dynamic_decoder_hw=False, batch=batch,
+                                       image_format="float_nchw")
+            example = example_inputs(name, ctx.ckpt, batch=batch, latent_size=ctx.latent_size)
+            steps = int(name.split("_")[1]) if name.startswith("generator_") else None
+            ctx.log(f"coreml: converting {name} ({compute} compute)")
+            ml = convert(module, example, inputs, outputs, compute)
+            ml, quant = compress(ml, ctx.precision, bits)
+            set_metadata(ml, name, inputs, outputs,
+                         graph_metadata(name, ctx.ckpt, steps, compute, quant))
+            path = ctx.out_dir / f"{name}.mlpackage"
+            with _quiet():
+                ml.save(str(path))
+            # Debug info coremltools adds for ExecuTorch's Core ML delegate; not part of the
+            # package (absent from its Manifest.json) and larger than the weights.
+            (path / "executorch_debug_handle_mapping.json").unlink(missing_ok=True)
+            spec = load_spec(path)
+            census = op_census(spec)
+            if quant["method"] != "none":
+                quant["compressed_weights"] = sum(census.get(k, 0) for k in _COMPRESSED_OPS)
+            record = GraphRecord(
+                name=name, file=path.name, format="mlpackage", inputs=inputs, outputs=outputs,
+                steps=steps, quantization=quant,
+                extra={"model_type": "mlprogram", "minimum_deployment_target": DEPLOYMENT_TARGET,
+                       "specification_version": spec.specificationVersion,
+                       "compute_precision": "float16" if compute == "fp16" else "float32",
+                       "batch": batch, "op_census": census, "dtype_census": dtype_census(spec)})
+            verify_package(path, record.to_manifest())
+            records[name] = record
+        return records
+
+    def simulated_parity(self, ctx: ExportContext, records: dict[str, GraphRecord]):
+        from lrf.exporter.targets.coreml_sim import simulated_parity
+
+        return simulated_parity(ctx, records, self.compute)
+
+    def verify_bundle(self, bundle_dir: Path, manifest: dict) -> list[str]:
+        """``lrf-export --check`` for Core ML: every package against its manifest entry."""
+        lines = []
+        for name, entry in manifest["graphs"].items():
+            verify_package(Path(bundle_dir) / entry["file"], entry, manifest)
+            lines.append(f"{entry['file']}: spec matches the manifest (io, "
+                         f"{sum(entry['op_census'].values())} ops, {entry['compute_precision']})")
+        return lines
+
+    def tool_versions(self) -> dict[str, str]:
+        import coremltools as ct
+
+        return {"coremltools": ct.__version__}
+

@@ -1,0 +1,228 @@
+"""lrf-bench: the enforced RAM budget, the outputs, the ratios. Tiny bundles, few repeats.
+
+The integration tests run real child processes (each one an interpreter plus onnxruntime or
+torch), so they are few: one run over budget, one passing run with every output, one cached
+export. The arithmetic (ratios, fits, target checks) is tested on explicit rows.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+
+import pytest
+
+from lrf.benchmarks import cli, plan, report
+from lrf.benchmarks.limit import format_size, parse_size, run_child
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def bench_ckpt(tiny_checkpoint, tmp_path_factory):
+    """A copy of the tiny test checkpoint with default N = 2, so the exporter's reference
+    trajectories and the bench's default step counts stay tiny (sampling defaults live in
+    lrf.json only, outside the weights)."""
+    path = tmp_path_factory.mktemp("bench") / "tiny"
+    shutil.copytree(tiny_checkpoint, path)
+    meta = json.loads((path / "lrf.json").read_text())
+    meta["sampling"]["steps"] = 2
+    (path / "lrf.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def tiny_bundle(bench_ckpt, tmp_path_factory):
+    """An ONNX fp32 bundle (fused N = 2) written by the exporter's API from the tiny checkpoint."""
+    from lrf.exporter.pipeline import export_bundle
+
+    out = tmp_path_factory.mktemp("bench") / "tiny-onnx-fp32"
+    export_bundle("onnx", bench_ckpt, out, steps=[2], parity_images=1, fidelity_images=0,
+                  log=lambda m: None)
+    return str(out)
+
+
+def _run(capsys, argv):
+    try:
+        rc = cli.main(argv)
+    except SystemExit as e:  # argparse usage errors (lrf.cli.Parser: one line, status 2)
+        rc = e.code
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+# ----------------------------------------------------------------------------- cheap checks
+def test_device_other_than_cpu_is_refused(capsys):
+    rc, out, err = _run(capsys, ["--device", "cuda"])
+    assert rc == 2
+    assert err.strip().count("\n") == 0
+    assert "--device cuda is not available here" in err
+
+
+@pytest.mark.parametrize("text,want", [("64M", 64 << 20), ("3G", 3 << 30), ("1.5G", 3 << 29),
+                                       ("512MiB", 512 << 20), ("2097152", 2 << 20)])
+def test_parse_size(text, want):
+    assert parse_size(text) == want
+    assert parse_size(format_size(want)) == want
+
+
+@pytest.mark.parametrize("bad", ["3X", "", "-1G", "10K"])
+def test_parse_size_rejects(bad):
+    with pytest.raises(ValueError):
+        parse_size(bad)
+
+
+def test_bad_ram_limit_and_missing_bundle_are_one_line_errors(capsys, tmp_path):
+    rc, _, err = _run(capsys, ["--ram-limit", "lots"])
+    assert rc == 2 and "not understood" in err and err.count("\n") == 1
+    rc, _, err = _run(capsys, ["--bundle", str(tmp_path / "nope")])
+    assert rc == 2 and "has no manifest.json" in err and err.count("\n") == 1
+    rc, _, err = _run(capsys, ["--target", "coreml"])
+    assert rc == 2 and "Apple" in err
+
+
+def test_cache_inside_the_repository_is_refused(capsys, bench_ckpt):
+    rc, _, err = _run(capsys, ["--checkpoint", bench_ckpt, "--cache",
+                               str(plan.repo_root() / "bench-cache")])
+    assert rc == 2 and "inside the repository" in err
+    assert not (plan.repo_root() / "bench-cache").exists()
+
+
+def test_unknown_backend_is_reported_not_available():
+    out = run_child({"kind": "runtime", "backend": "no-such-engine", "bundle": "x", "mode":
+                     "fused", "steps": 1, "repeats": 1}, parse_size("3G"), 300)
+    assert out.status == "not_available"
+    assert "no-such-engine" in out.error
+
+
+# ----------------------------------------------------------------------------- arithmetic
+def _row(backend, precision, res, ms, peak, status="ok", steps=50, mode="fused", batch=1,
+         flops=None, probe=False):
+    r = {"name": f"{backend} {precision} {mode} N={steps} {res}px B={batch}", "backend": backend,
+         "target": None if backend == "pytorch" else "onnx", "precision": precision,
+         "mode": mode, "resolution": res, "steps": steps, "batch": batch, "status": status,
+         "probe": probe, "peak_rss_mb": peak}
+    if status == "ok":
+        r["image_ms"] = {"median": ms}
+    if flops is not None:
+        r["flops"] = {"per_image": flops}
+    return r
+
+
+def test_ratios_against_pytorch_of_the_same_shape():
+    rows = [_row("pytorch", "fp32", 32, 200.0, 400.0, flops=2e9),
+            _row("onnxruntime", "int8", 32, 10.0, 80.0),
+            _row("onnxruntime", "int8", 64, 30.0, 90.0)]          # no baseline at 64 px
+    report.add_ratios(rows, matmul_gflops=100.0)
+    assert rows[1]["speedup_vs_pytorch"] == pytest.approx(20.0)
+    assert rows[1]["peak_rss_vs_pytorch"] == pytest.approx(0.2)
+    assert rows[1]["achieved_gflops"] == pytest.approx(2e9 / 0.010 / 1e9)
+    assert rows[1]["fraction_of_matmul_peak"] == pytest.approx(2.0)
+    assert "speedup_vs_pytorch" not in rows[2] and "flops_per_image" not in rows[2]
+
+
+def test_fits_and_target_checks():
+    rows = [_row("onnxruntime", "int8", 32, 5.0, 70.0),
+            _row("onnxruntime", "int8", 512, 900.0, 650.0),
+            _row("onnxruntime", "int8", 512, 0, 700.0, batch=2, probe=True),
+            _row("onnxruntime", "int8", 512, 0, 1300.0, status="over_budget", batch=4,
+                 probe=True),
+            _row("onnxruntime", "fp32", 64, 0, 900.0, status="over_budget")]
+    rows[0]["speedup_vs_pytorch"] = 9.5
+    fit = {(f["backend"], f["precision"]): f for f in report.fits(rows, 1 << 30)}
+    assert (fit[("onnxruntime", "int8")]["resolution"], fit[("onnxruntime", "int8")]["batch"]) \
+        == (512, 2)
+    assert fit[("onnxruntime", "int8")]["smallest_over"]["batch"] == 4
+    assert fit[("onnxruntime", "fp32")]["resolution"] is None
+    checks = report.target_checks(rows, trained_resolution=32)
+    speed = [c for c in checks if "10x" in c["target"]][0]
+    assert speed["value"] == 9.5 and speed["met"] is False
+    assert [c["met"] for c in checks if "100 MB" in c["target"]] == [True]
+    assert [c["met"] for c in checks if "600 MB" in c["target"]] == [False]  # 650 MB, batch 1
+
+
+# ----------------------------------------------------------------------------- real runs
+def test_ram_limit_64m_fails_cleanly(capsys, tiny_bundle, tmp_path):
+    j = tmp_path / "over.json"
+    rc, out, err = _run(capsys, ["--bundle", tiny_bundle, "--ram-limit", "64M", "--steps", "2",
+                                 "--mode", "fused", "--repeats", "1", "--max-batch", "1",
+                                 "--json", str(j), "--quiet"])
+    assert rc == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("lrf-bench: error: ")
+    assert "exceeded --ram-limit 64M" in lines[0]
+    assert "Traceback" not in out + err
+    rows = json.loads(j.read_text())["rows"]
+    assert {r["backend"] for r in rows} == {"pytorch", "onnxruntime"}
+    assert any(r["backend"] == "pytorch" and r["status"] == "over_budget"
+               and "while importing the engine" in r["message"] for r in rows)
+    for r in rows:
+        # a tiny onnxruntime run peaks right around 64 MB here, so it may fit; whatever ran
+        # within the budget really stayed under it, and whatever went over was stopped
+        if r["status"] == "ok":
+            assert r["backend"] == "onnxruntime" and r["peak_rss_mb"] <= 64, r
+            continue
+        assert r["status"] == "over_budget", r
+        assert r["peak_rss_mb"] > 64          # killed once its resident peak passed the limit
+        assert "image_ms" not in r            # stopped before it produced timings
+    assert "over_budget" in out
+
+
+def test_generous_limit_passes_with_table_json_plot(capsys, tiny_bundle, tmp_path):
+    j, png = tmp_path / "bench.json", tmp_path / "bench.png"
+    rc, out, err = _run(capsys, ["--bundle", tiny_bundle, "--ram-limit", "3G", "--steps", "2",
+                                 "--repeats", "2", "--max-batch", "2", "--json", str(j),
+                                 "--plot", str(png), "--quiet"])
+    assert rc == 0, err
+    assert "ms/img" in out and "peak MB" in out
+    rep = json.loads(j.read_text())
+    rows = {(r["backend"], r["mode"], r["batch"]): r for r in rep["rows"]}
+    base = rows[("pytorch", "eager", 1)]
+    fused = rows[("onnxruntime", "fused", 1)]
+    stepwise = rows[("onnxruntime", "stepwise", 1)]
+    for r in (base, fused, stepwise):
+        assert r["status"] == "ok", r
+        assert r["image_ms"]["n"] == 2 and len(r["image_ms"]["runs"]) == 2
+        assert r["peak_rss_mb"] > rep["bare_interpreter_peak_mb"] > 0
+        assert r["peak_rss_mb"] < 3 * 1024
+        assert r["name"] in out
+        # the peak is the whole process's: never below what any phase saw
+        assert r["peak_rss_mb"] * 1024 >= max(p["hwm_kb"] for p in r["phases"])
+    assert fused["torch_imported"] is False and stepwise["torch_imported"] is False
+    assert fused["speedup_vs_pytorch"] == pytest.approx(
+        base["image_ms"]["median"] / fused["image_ms"]["median"])
+    f = base["flops"]
+    assert f["step"] > 0 and f["decoder"] > 0
+    assert f["per_image"] == pytest.approx(2 * f["step"] + f["decoder"])
+    assert fused["flops_per_image"] == f["per_image"] and fused["fraction_of_matmul_peak"] > 0
+    assert stepwise["per_step_ms"] > 0 and stepwise["decode_ms"] > 0
+    assert set(stepwise["graph_open"]) == {"step", "decoder"}
+    assert set(fused["graph_open"]) == {"generator_2"}
+    assert fused["artifact_bytes"] and fused["artifact_mb"] > 0
+    probe = rows[("onnxruntime", "fused", 2)]
+    assert probe["probe"] and probe["status"] == "ok"
+    fit = [x for x in rep["fits"] if x["backend"] == "onnxruntime"][0]
+    assert (fit["resolution"], fit["batch"]) == (32, 2)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    w, h = struct.unpack(">II", png.read_bytes()[16:24])
+    assert w > 400 and h > 200
+
+
+def test_exports_are_cached_outside_the_repo(capsys, bench_ckpt, tiny_bundle, tmp_path):
+    """With the bundle already in the cache, the bench reuses it instead of exporting."""
+    from lrf.models.checkpoint import checkpoint_sha256
+
+    cache = tmp_path / "cache"
+    shutil.copytree(tiny_bundle, cache / checkpoint_sha256(bench_ckpt)[:16] /
+                    "onnx-fp32-latent4-n2")
+    j = tmp_path / "cached.json"
+    rc, out, err = _run(capsys, ["--target", "onnx", "--precision", "fp32", "--checkpoint",
+                                 bench_ckpt, "--cache", str(cache), "--steps", "2", "--mode",
+                                 "fused", "--repeats", "1", "--max-batch", "1", "--no-baseline",
+                                 "--json", str(j), "--quiet"])
+    assert rc == 0, err
+    rep = json.loads(j.read_text())
+    assert [b["status"] for b in rep["exports"]["bundles"]] == ["cached"]
+    assert rep["rows"][0]["bundle"].startswith(str(cache))
+    assert rep["rows"][0]["status"] == "ok"
