@@ -78,8 +78,14 @@ class _StepClock:
         return [b - a for a, b in zip(edges, edges[1:])]
 
 
-def _timed_runs(fn, clock: _StepClock, warmup: int, repeats: int, stepwise: bool) -> dict:
-    """Cold first call, ``warmup`` untimed calls, then ``repeats`` timed calls (seconds)."""
+MAX_RUNS = 1000
+
+
+def _timed_runs(fn, clock: _StepClock, warmup: int, repeats: int, stepwise: bool,
+                min_seconds: float = 0.0) -> dict:
+    """Cold first call, ``warmup`` untimed calls, then timed calls (seconds): at least
+    ``repeats``, and more until ``min_seconds`` have been spent timing, so millisecond-scale
+    configurations get enough samples for a stable median on a busy machine."""
     clock.reset()
     t = time.perf_counter()
     fn()
@@ -88,7 +94,7 @@ def _timed_runs(fn, clock: _StepClock, warmup: int, repeats: int, stepwise: bool
     for _ in range(warmup):
         fn()
     runs, steps, decode = [], [], []
-    for _ in range(repeats):
+    while len(runs) < repeats or (sum(runs) < min_seconds and len(runs) < MAX_RUNS):
         clock.reset()
         t = time.perf_counter()
         fn()
@@ -140,7 +146,8 @@ def run_runtime(spec: dict) -> dict:
         gen.generate_batch(labels, seeds, steps=steps, guidance=guidance, mode=mode,
                            on_step=clock)
 
-    timing = _timed_runs(once, clock, spec.get("warmup", 0), spec["repeats"], mode == "stepwise")
+    timing = _timed_runs(once, clock, spec.get("warmup", 0), spec["repeats"], mode == "stepwise",
+                         spec.get("min_seconds", 0.0))
     end = phase("steady")
     sizes = artifact_sizes(gen.manifest, [gen.bundle.graphs[n].file for n in names])
     version = gen.backend.version()
@@ -187,7 +194,8 @@ def run_torch(spec: dict) -> dict:
         generate(ckpt, labels, list(range(b)), steps=n, guidance=guidance, latent_size=latent,
                  on_step=clock)
 
-    timing = _timed_runs(once, clock, spec.get("warmup", 0), spec["repeats"], True)
+    timing = _timed_runs(once, clock, spec.get("warmup", 0), spec["repeats"], True,
+                         spec.get("min_seconds", 0.0))
     end = phase("steady")
     out = {"load_s": load_s, **timing, "steps": n, "mode": "eager", "guidance": guidance,
            "batch": b, "hwm_kb": end["hwm_kb"], "engine_version": torch.__version__,

@@ -74,6 +74,16 @@ def _size(text):
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def _seconds(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--min-seconds must be a number, got {text!r}") from None
+    if not v >= 0:
+        raise argparse.ArgumentTypeError(f"--min-seconds must be >= 0, got {text}")
+    return v
+
+
 def _int(flag, lo):
     def parse(text):
         try:
@@ -117,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="threads for every engine (default: the engines' own default)")
     p.add_argument("--repeats", type=_int("--repeats", 1), default=5,
                    help="timed images after the first (cold) one (default 5)")
+    p.add_argument("--min-seconds", type=_seconds, default=1.0,
+                   help="keep timing past --repeats until this many seconds were timed (default "
+                        "1; millisecond-scale runs then get enough samples)")
     p.add_argument("--warmup", type=_int("--warmup", 0), default=0,
                    help="extra untimed images after the first one (default 0)")
     p.add_argument("--no-baseline", dest="baseline", action="store_false",
@@ -197,6 +210,7 @@ def _run(args, argv: list[str]) -> int:
               "bare_interpreter_peak_mb": _mb(bare.peak_kb, None),
               "matmul_peak": {"gflops": peak_gflops, "runs": matmul},
               "trained_resolution": trained, "repeats": args.repeats, "warmup": args.warmup,
+              "min_seconds": args.min_seconds,
               "checkpoint": ckpt.path if ckpt else None, "exports": exports, "rows": rows,
               "fits": R.fits(rows, limit), "targets": R.target_checks(rows, trained)}
     _print_report(report, busy)
@@ -257,8 +271,8 @@ def _print_report(rep: dict, busy: float) -> None:
           f"killed when its resident peak passes it), {rep['machine_state']} (load average "
           f"{busy:.1f} on {rep['machine']['cores']} cores)")
     print(f"bare interpreter peak {rep['bare_interpreter_peak_mb']} MB; numpy fp32 matmul peak "
-          f"{rep['matmul_peak']['gflops'] or float('nan'):.1f} GFLOP/s; steady = median of "
-          f"{rep['repeats']} images after the first")
+          f"{rep['matmul_peak']['gflops'] or float('nan'):.1f} GFLOP/s; steady = median of >= "
+          f"{rep['repeats']} calls (and >= {rep['min_seconds']} s) after the first")
     print(R.table(rows))
     print()
     print(R.fits_text(rep["fits"]))
@@ -294,7 +308,8 @@ def _measure(c: P.Config, args, ckpt, bare_kb, limit) -> dict:
     if c.skip is not None:
         return R.make_row(c, None, bare_kb)
     common = {"steps": c.steps, "batch": c.batch, "threads": args.threads,
-              "repeats": 1 if c.probe else args.repeats, "warmup": 0 if c.probe else args.warmup}
+              "repeats": 1 if c.probe else args.repeats, "warmup": 0 if c.probe else args.warmup,
+              "min_seconds": 0.0 if c.probe else args.min_seconds}
     if c.variant.backend == P.PYTORCH:
         spec = {"kind": "torch", "checkpoint": ckpt.path, "latent_size": c.latent_size,
                 "flops": not c.probe, **common}

@@ -21,12 +21,42 @@ CLASS_FIDELITY_DROP = 0.03    # fraction (3 points)
 PSNR_CAP = 100.0              # identical images read as 100 dB (strict JSON has no Infinity)
 
 
+FUSED_SIZE_RATIO = 1.2         # a fused generator file vs step + decoder (weights stored once)
+
+
 class ParityError(ValueError):
     """An artifact is below its bar; ``failures`` lists one line per failing measurement."""
 
     def __init__(self, failures: list[str]):
         self.failures = failures
-        super().__init__("parity gate failed: " + "; ".join(failures) + " -- no bundle written")
+        super().__init__("export gate failed: " + "; ".join(failures) + " -- no bundle written")
+
+
+def path_size(path) -> int:
+    """Bytes of a file, or of every file under a directory (e.g. an .mlpackage)."""
+    from pathlib import Path
+
+    p = Path(path)
+    return p.stat().st_size if p.is_file() else sum(f.stat().st_size for f in p.rglob("*")
+                                                    if f.is_file())
+
+
+def fused_size_check(bundle_dir, files: dict[str, str]) -> tuple[dict[str, float], list[str]]:
+    """Each ``generator_<N>`` file's size as a fraction of step + decoder (``files``: graph name
+    -> bundle-relative path); a ratio above :data:`FUSED_SIZE_RATIO` means weights are stored
+    more than once, and fails the gate."""
+    from pathlib import Path
+
+    base = path_size(Path(bundle_dir) / files["step"]) + \
+        path_size(Path(bundle_dir) / files["decoder"])
+    ratios, failures = {}, []
+    for name, rel in files.items():
+        if name.startswith("generator_"):
+            ratios[name] = round(path_size(Path(bundle_dir) / rel) / base, 4)
+            if ratios[name] > FUSED_SIZE_RATIO:
+                failures.append(f"{name}: file is {ratios[name]:.2f}x step + decoder > "
+                                f"{FUSED_SIZE_RATIO}x (weights stored more than once?)")
+    return ratios, failures
 
 
 def psnr(ref: np.ndarray, out: np.ndarray) -> float:

@@ -97,6 +97,10 @@ def export_bundle(target: str, checkpoint: str | None = None, out: str | Path | 
             fidelity, fail_f = _class_fidelity(gen, ckpt, fidelity_images, default_steps,
                                                latent_size, precision, log)
             failures += fail_f
+            ratios, fail_s = parity.fused_size_check(tmp, {n: r.file for n, r in records.items()})
+            failures += fail_s
+            for name, ratio in ratios.items():
+                manifest["graphs"][name]["size_vs_step_plus_decoder"] = ratio
             for name, res in per_graph.items():
                 manifest["graphs"][name]["parity"] = res
             manifest["parity"] = {

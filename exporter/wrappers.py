@@ -150,6 +150,7 @@ def graph_io(name: str, ckpt: Checkpoint, latent_size: int | None = None,
             return t("image", "float32", (b, 3, h, w), ("batch", "rgb", "image_height",
                                                          "image_width"))
         return t("image", "uint8", (b, h, w, 3), ("batch", "image_height", "image_width", "rgb"))
+
     vec = ("batch",)
     if name == "step":
         return ([t("latent", "float32", (b, c, s, s), lat), t("t", "float32", (b,), vec),

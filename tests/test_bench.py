@@ -96,6 +96,17 @@ def test_unknown_backend_is_reported_not_available():
     assert "no-such-engine" in out.error
 
 
+def test_timing_continues_until_min_seconds():
+    import time
+
+    from lrf.benchmarks.child import _StepClock, _timed_runs
+
+    out = _timed_runs(lambda: time.sleep(0.01), _StepClock(), warmup=0, repeats=2,
+                      stepwise=False, min_seconds=0.08)
+    assert out["image_s"]["n"] >= 5 and sum(out["image_s"]["runs"]) >= 0.08
+    assert _timed_runs(lambda: None, _StepClock(), 0, 3, False)["image_s"]["n"] == 3
+
+
 # ----------------------------------------------------------------------------- arithmetic
 def _row(backend, precision, res, ms, peak, status="ok", steps=50, mode="fused", batch=1,
          flops=None, probe=False):
@@ -146,8 +157,8 @@ def test_fits_and_target_checks():
 def test_ram_limit_64m_fails_cleanly(capsys, tiny_bundle, tmp_path):
     j = tmp_path / "over.json"
     rc, out, err = _run(capsys, ["--bundle", tiny_bundle, "--ram-limit", "64M", "--steps", "2",
-                                 "--mode", "fused", "--repeats", "1", "--max-batch", "1",
-                                 "--json", str(j), "--quiet"])
+                                 "--mode", "fused", "--repeats", "1", "--min-seconds", "0",
+                                 "--max-batch", "1", "--json", str(j), "--quiet"])
     assert rc == 1
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("lrf-bench: error: ")
@@ -172,8 +183,8 @@ def test_ram_limit_64m_fails_cleanly(capsys, tiny_bundle, tmp_path):
 def test_generous_limit_passes_with_table_json_plot(capsys, tiny_bundle, tmp_path):
     j, png = tmp_path / "bench.json", tmp_path / "bench.png"
     rc, out, err = _run(capsys, ["--bundle", tiny_bundle, "--ram-limit", "3G", "--steps", "2",
-                                 "--repeats", "2", "--max-batch", "2", "--json", str(j),
-                                 "--plot", str(png), "--quiet"])
+                                 "--repeats", "2", "--min-seconds", "0", "--max-batch", "2",
+                                 "--json", str(j), "--plot", str(png), "--quiet"])
     assert rc == 0, err
     assert "ms/img" in out and "peak MB" in out
     rep = json.loads(j.read_text())
@@ -219,8 +230,8 @@ def test_exports_are_cached_outside_the_repo(capsys, bench_ckpt, tiny_bundle, tm
     j = tmp_path / "cached.json"
     rc, out, err = _run(capsys, ["--target", "onnx", "--precision", "fp32", "--checkpoint",
                                  bench_ckpt, "--cache", str(cache), "--steps", "2", "--mode",
-                                 "fused", "--repeats", "1", "--max-batch", "1", "--no-baseline",
-                                 "--json", str(j), "--quiet"])
+                                 "fused", "--repeats", "1", "--min-seconds", "0", "--max-batch",
+                                 "1", "--no-baseline", "--json", str(j), "--quiet"])
     assert rc == 0, err
     rep = json.loads(j.read_text())
     assert [b["status"] for b in rep["exports"]["bundles"]] == ["cached"]

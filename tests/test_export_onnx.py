@@ -102,8 +102,11 @@ def test_fused_generator_stores_weights_once(fp32):
     size = {n: (fp32 / f"{n}.onnx").stat().st_size for n in ("step", "decoder", "generator_2",
                                                                "generator_3")}
     assert size["generator_3"] <= 1.2 * (size["step"] + size["decoder"])
-    # one more unrolled step adds nodes, not another copy of the weights
+    # one more step adds (almost) nothing, certainly not another copy of the weights
     assert size["generator_3"] - size["generator_2"] < 0.2 * size["step"]
+    m = _manifest(fp32)["graphs"]["generator_3"]
+    assert m["size_vs_step_plus_decoder"] == round(size["generator_3"] / (size["step"] +
+                                                                        size["decoder"]), 4)
 
 
 @pytest.mark.slow
@@ -224,7 +227,7 @@ def test_parity_gate_refuses_and_writes_nothing(tiny_checkpoint, tmp_path, monke
                "--out", str(out), "--parity-images", "2", "--quiet"])
     err = capsys.readouterr().err
     assert rc == 1
-    assert "parity gate failed" in err and "decoder:" in err and "generator_2:" in err
+    assert "export gate failed" in err and "decoder:" in err and "generator_2:" in err
     assert "short by" in err and "no bundle written" in err and len(err.splitlines()) == 1
     assert not out.exists() and not list(tmp_path.iterdir())
 

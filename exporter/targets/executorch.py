@@ -87,17 +87,31 @@ def _calibration_feeds(name: str, ctx: ExportContext) -> list[tuple[torch.Tensor
     return [tuple(torch.from_numpy(f[k]) for k in order) for f in feeds]
 
 
-def _float_output(node) -> bool:
-    val = node.meta.get("val")
-    return isinstance(val, torch.Tensor) and val.dtype.is_floating_point
+def float_only_quantizer():
+    """``XNNPACKQuantizer`` that leaves integer ``cat`` nodes alone. The step graph concatenates
+    the int labels (conditional + null class); executorch 1.4.1's cat annotator ignores filter
+    functions and would put a histogram observer there, which rejects int64."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer, get_symmetric_quantization_config)
+    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
+    from torchao.quantization.pt2e.quantizer.quantizer import Q_ANNOTATION_KEY
+
+    class Quantizer(XNNPACKQuantizer):
+        def annotate(self, model):
+            for node in model.graph.nodes:
+                val = node.meta.get("val")
+                if node.target == torch.ops.aten.cat.default and isinstance(val, torch.Tensor) \
+                        and not val.dtype.is_floating_point:
+                    node.meta[Q_ANNOTATION_KEY] = QuantizationAnnotation(_annotated=True)
+            return super().annotate(model)
+
+    return Quantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
 
 
 def quantize_int8(name: str, module: torch.nn.Module, ctx: ExportContext
                   ) -> tuple[torch.nn.Module, dict]:
     """pt2e int8 with the XNNPACK quantizer, calibrated on trajectories; returns the converted
     module (export it at the fixed batch) and the manifest's ``quantization`` entry."""
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-        XNNPACKQuantizer, get_symmetric_quantization_config)
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     if ctx.calibration is None:
@@ -108,11 +122,7 @@ def quantize_int8(name: str, module: torch.nn.Module, ctx: ExportContext
     batch = torch.export.Dim("batch", min=1, max=4096)
     dyn = {n: ({0: batch} if t.dim() else None)
            for n, t in zip(ctx.graphs[name].input_names, example2)}
-    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(
-        is_per_channel=True))
-    # float ops only: the step graph concatenates int labels (cond + null class), which the
-    # quantizer's 'cat' pattern would otherwise observe (histogram observers reject int64)
-    quantizer.set_filter_function(_float_output)
+    quantizer = float_only_quantizer()
     with _quiet():
         gm = torch.export.export(module, example2, dynamic_shapes=dyn).module()
         prepared = prepare_pt2e(gm, quantizer)

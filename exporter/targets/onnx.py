@@ -13,7 +13,6 @@ import logging
 import warnings
 from pathlib import Path
 
-import numpy as np
 import onnx
 import torch
 from onnx import numpy_helper
@@ -173,7 +172,6 @@ class OnnxTarget(Target):
         step, decoder = (onnx.load(str(paths[n])) for n in ("step", "decoder"))
         shift = float(ctx.ckpt.sampling.get("shift", 1.0))
         form = ctx.options.get("fused_form", "loop")
-        base = paths["step"].stat().st_size + paths["decoder"].stat().st_size
         for name in paths:
             if name.startswith("generator_"):
                 n = int(name.split("_")[1])
@@ -184,9 +182,7 @@ class OnnxTarget(Target):
                 onnx.checker.check_model(model)
                 check_io(model, *io_specs[name], paths[name].name)
                 onnx.save(model, str(paths[name]))
-                extra[name] = {"form": form,
-                               "size_vs_step_plus_decoder": round(paths[name].stat().st_size
-                                                                  / base, 4)}
+                extra[name] = {"form": form}
                 methods = {quant["step"]["method"], quant["decoder"]["method"]}
                 quant[name] = {"method": methods.pop() if len(methods) == 1 else "mixed",
                                "step": quant["step"]["method"],
