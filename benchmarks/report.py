@@ -126,9 +126,10 @@ def target_checks(rows: list[dict], trained_resolution: int) -> list[dict]:
     def add(name, want, cands, value_key, cmp):
         for r in cands:
             v = r.get(value_key)
-            if v is not None:
-                checks.append({"target": name, "config": r["name"], "value": v,
-                               "bar": want, "met": cmp(v, want)})
+            checks.append({"target": name, "config": r["name"], "value": v, "bar": want,
+                           "met": None if v is None else cmp(v, want)}
+                          | ({"note": "no PyTorch baseline row to compare with"} if v is None
+                             else {}))
         if not cands:
             checks.append({"target": name, "config": None, "value": None, "bar": want,
                            "met": None, "note": "no matching configuration in this run"})
@@ -201,8 +202,8 @@ def fits_text(fit_rows: list[dict]) -> str:
 def checks_text(checks: list[dict]) -> str:
     lines = ["targets (issue 6; measured in this run):"]
     for c in checks:
-        if c["config"] is None:
-            lines.append(f"  {c['target']}: not measured ({c['note']})")
+        if c["value"] is None:
+            lines.append(f"  {c['target']}: {c['config'] or ''} not measured ({c['note']})")
         else:
             lines.append(f"  {c['target']}: {c['config']}: {c['value']:.2f} "
                          f"-> {'met' if c['met'] else 'MISSED'}")

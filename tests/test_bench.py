@@ -151,6 +151,9 @@ def test_fits_and_target_checks():
     assert speed["value"] == 9.5 and speed["met"] is False
     assert [c["met"] for c in checks if "100 MB" in c["target"]] == [True]
     assert [c["met"] for c in checks if "600 MB" in c["target"]] == [False]  # 650 MB, batch 1
+    del rows[0]["speedup_vs_pytorch"]                 # e.g. --no-baseline: said, not dropped
+    speed = [c for c in report.target_checks(rows, 32) if "10x" in c["target"]][0]
+    assert speed["met"] is None and "baseline" in speed["note"]
 
 
 # ----------------------------------------------------------------------------- real runs
