@@ -258,7 +258,6 @@ def run_export(spec: dict) -> dict:
     from lrf.exporter.pipeline import export_bundle
     from lrf.exporter.targets import available_targets
     from lrf.models.checkpoint import checkpoint_sha256, load_checkpoint
-    from lrf.runtime import read_manifest
 
     ckpt_dir = spec.get("checkpoint")
     ckpt_path = load_checkpoint(ckpt_dir).path  # resolves the default; fails early if missing
@@ -268,7 +267,7 @@ def run_export(spec: dict) -> dict:
     for req in spec["requests"]:
         steps = sorted(int(n) for n in req["steps"])
         name = (f"{req['target']}-{req['precision']}-latent{req['latent_size']}-"
-                f"n{'-'.join(map(str, steps))}")
+                + (f"n{'-'.join(map(str, steps))}" if steps else "stepwise"))
         out = os.path.join(root, name)
         rec = {"key": req["key"], "path": out}
         if req["target"] not in available_targets():
@@ -276,21 +275,39 @@ def run_export(spec: dict) -> dict:
                        f"not available here (available: {', '.join(available_targets())})")
         elif (missing := _backend_missing(req.get("backend"))) is not None:
             rec.update(status="not_available", message=missing)
-        elif os.path.isfile(os.path.join(out, "manifest.json")) and \
-                read_manifest(out).get("source_checkpoint", {}).get("sha256") == sha:
-            rec.update(status="cached")
+        elif (cached := _cached_bundle(root, req, steps, sha)) is not None:
+            rec.update(status="cached", path=cached)
         else:
             t = time.perf_counter()
             try:
                 export_bundle(req["target"], ckpt_path, out, int8=req["precision"] == "int8",
                               steps=steps, latent_size=int(req["latent_size"]),
-                              log=lambda msg: print(msg, file=sys.stderr), **spec["settings"])
+                              log=lambda msg: print(msg, file=sys.stderr), **req["settings"])
                 rec.update(status="exported", seconds=time.perf_counter() - t)
             except Exception as e:  # ParityError, ValueError: this request fails, others go on
                 rec.update(status="failed", message=f"{type(e).__name__}: {e}")
         emit("bundle", **rec)
         done.append(rec)
     return {"bundles": done, "checkpoint": ckpt_path, "checkpoint_sha256": sha}
+
+
+def _cached_bundle(root: str, req: dict, steps: list[int], sha: str) -> str | None:
+    """A cached bundle of this checkpoint, target, precision and latent size whose fused graphs
+    include every requested N (e.g. one exported for N = 8, 50 serves a request for N = 8)."""
+    from lrf.runtime import read_manifest
+
+    prefix = f"{req['target']}-{req['precision']}-latent{req['latent_size']}-"
+    if not os.path.isdir(root):
+        return None
+    for name in sorted(os.listdir(root)):
+        path = os.path.join(root, name)
+        if not name.startswith(prefix) or not os.path.isfile(os.path.join(path, "manifest.json")):
+            continue
+        m = read_manifest(path)
+        if m.get("source_checkpoint", {}).get("sha256") == sha and \
+                set(steps) <= set(m.get("fused_steps", [])):
+            return path
+    return None
 
 
 def _backend_missing(name: str | None) -> str | None:

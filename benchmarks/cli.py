@@ -20,7 +20,7 @@ from pathlib import Path
 
 from lrf.benchmarks import plan as P
 from lrf.benchmarks import report as R
-from lrf.benchmarks.limit import POLL_S, format_size, parse_size, run_child
+from lrf.benchmarks.limit import POLL_S, available_memory, format_size, parse_size, run_child
 from lrf.cli import Parser
 
 PROG = "lrf-bench"
@@ -245,24 +245,31 @@ def _prepare(args, log):
         if c.variant.backend == P.PYTORCH and ckpt is None:
             c.skip = ("not_available", "no checkpoint for the PyTorch reference; pass "
                       "--checkpoint DIR (or --no-baseline)")
-    reqs = P.export_requests(plan, steps)
+    reqs = P.export_requests(plan, steps, trained // P.SCALE)
     if not reqs:
         return ckpt, trained, plan, {}
     if ckpt is None:
         raise FileNotFoundError("configurations need bundles exported from a checkpoint, and "
                                 "none was found; pass --checkpoint DIR")
     cache = _cache_dir(args.cache)
+    # Exports are preparation, not measurements, but they run on a shared machine: capped at
+    # 60% of the memory available now, so a runaway export stops with a message instead of
+    # sending the kernel's OOM killer after whatever else is running.
+    cap = int(0.6 * available_memory())
     log(f"{PROG}: preparing {len(reqs)} bundle(s) in {cache} (exporting takes minutes the "
-        "first time; cached after)")
+        f"first time; cached after; capped at {format_size(cap)})")
     out = run_child({"kind": "export", "checkpoint": ckpt.path, "cache": str(cache),
-                     "requests": reqs, "settings": P.EXPORT_SETTINGS}, None,
-                    on_stderr=lambda line: log(f"  export: {line}"))
+                     "requests": reqs}, cap, on_stderr=lambda line: log(f"  export: {line}"))
+    if out.status == "over_budget":
+        tail = out.stderr_tail.strip().splitlines()
+        out.error = (f"the export used more than {format_size(cap)} (60% of the memory "
+                     "available) and was stopped" + (f" during: {tail[-1]}" if tail else ""))
     results = [e for e in out.events if e.get("event") == "bundle"]
     # A crashed or killed export leaves its remaining configurations as failed rows (exit 1).
     P.apply_exports(plan, results, missing=f"bundle export failed: {out.error}"
                     if out.status != "ok" else "bundle export did not report this bundle")
-    return ckpt, trained, plan, {"cache": str(cache), "settings": P.EXPORT_SETTINGS,
-                                 "bundles": results}
+    return ckpt, trained, plan, {"cache": str(cache), "requests": reqs, "bundles": results,
+                                 "memory_cap_bytes": cap}
 
 
 def _print_report(rep: dict, busy: float) -> None:

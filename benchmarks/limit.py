@@ -75,6 +75,15 @@ def proc_status_kb(pid: int, fields=("VmHWM", "VmRSS")) -> dict[str, int]:
     return out
 
 
+def available_memory() -> int:
+    """``MemAvailable`` from ``/proc/meminfo``, in bytes."""
+    with open("/proc/meminfo") as fh:
+        for line in fh:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    raise ValueError("/proc/meminfo has no MemAvailable line (Linux >= 3.14 needed)")
+
+
 @dataclass
 class ChildOutcome:
     """What one child run produced. ``status``: "ok", "over_budget", "failed", "timeout" or

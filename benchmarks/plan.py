@@ -19,15 +19,24 @@ from pathlib import Path
 TARGET_BACKENDS = {"onnx": "onnxruntime", "executorch": "executorch"}
 # Targets whose files no backend can run on Linux: refused with the reason.
 NOT_RUNNABLE = {"coreml": "Core ML models run only on Apple platforms (macOS/iOS)"}
+# Targets whose exported bundles ship no fused graph (the bench then measures them stepwise only).
+NO_FUSED = {"executorch": "executorch bundles ship no fused graph (it would unroll N copies of "
+                          "the step program, over the exporter's 1.2x size gate; see "
+                          "exporter/targets/executorch.py); the runtime runs the step program "
+                          "N times: see the stepwise row"}
 PRECISIONS = ("fp32", "int8")
 MODES = ("fused", "stepwise")
 PYTORCH = "pytorch"
 # The codec is TAESD-shaped: 8x8 pixels per latent cell (runtime/BUNDLE.md, image vs latent).
 SCALE = 8
 # Settings for bundles the bench exports itself: these exist to measure cost, so the parity gate
-# runs on a few cases and the class-fidelity check (minutes of sampling) is skipped; calibration
-# keeps the exporter's default because it decides which int8 variant (hence cost) is chosen.
+# runs on a few cases and the class-fidelity check (minutes of sampling) is skipped. At the trained
+# size calibration keeps the exporter's default (it decides which int8 variant, hence which cost,
+# ships). At other sizes it uses 4 trajectories: onnxruntime's static calibration keeps every
+# activation of every sample, and 32 trajectories at latent 64 (512 px) took 23 GB before the
+# kernel's OOM killer stopped it on the 24 GB development machine.
 EXPORT_SETTINGS = {"parity_images": 4, "calibration_images": 32, "fidelity_images": 0}
+UNTRAINED_SIZE_CALIBRATION_IMAGES = 4
 
 
 def default_checkpoint() -> Path:
@@ -158,6 +167,8 @@ def build_plan(variants: list[Variant], bundles: list[BundleInfo], resolutions: 
                     for mode in modes:
                         c = Config(v, res, n, mode, b)
                         have = by_slot.get(c.slot())
+                        if have is None and mode == "fused" and v.target in NO_FUSED:
+                            c.skip = ("skipped", NO_FUSED[v.target])
                         if have is not None:
                             c.bundle = have.path
                             if mode == "fused" and n not in have.fused_steps:
@@ -168,8 +179,9 @@ def build_plan(variants: list[Variant], bundles: list[BundleInfo], resolutions: 
     return plan
 
 
-def export_requests(plan: list[Config], steps: list[int]) -> list[dict]:
-    """The bundles the bench must export (slots with no explicit --bundle)."""
+def export_requests(plan: list[Config], steps: list[int], trained_latent: int) -> list[dict]:
+    """The bundles the bench must export (slots with no explicit --bundle), each with the
+    exporter settings it gets (:data:`EXPORT_SETTINGS`)."""
     seen, reqs = set(), []
     for c in plan:
         if c.variant.target is None or c.bundle is not None or c.skip is not None:
@@ -177,8 +189,13 @@ def export_requests(plan: list[Config], steps: list[int]) -> list[dict]:
         if c.slot() not in seen:
             seen.add(c.slot())
             t, p, s = c.slot()
+            settings = dict(EXPORT_SETTINGS)
+            if s != trained_latent:
+                settings["calibration_images"] = UNTRAINED_SIZE_CALIBRATION_IMAGES
             reqs.append({"key": f"{t}/{p}/{s}", "target": t, "precision": p, "latent_size": s,
-                         "steps": sorted(set(steps)), "backend": c.variant.backend})
+                         "steps": [] if t in NO_FUSED else sorted(set(steps)),
+                         "backend": c.variant.backend,
+                         "settings": settings})
     return reqs
 
 

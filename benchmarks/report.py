@@ -189,7 +189,8 @@ def fits_text(fit_rows: list[dict]) -> str:
     lines = ["largest configuration within the limit (per backend/precision):"]
     for f in fit_rows:
         if f["resolution"] is None:
-            lines.append(f"  {f['backend']} {f['precision']}: none fits")
+            lines.append(f"  {f['backend']} {f['precision']}: "
+                         + ("none fits" if f["smallest_over"] else "nothing measured"))
             continue
         over = f["smallest_over"]
         lines.append(f"  {f['backend']} {f['precision']}: {f['resolution']}px batch {f['batch']} "

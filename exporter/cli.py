@@ -3,6 +3,8 @@
     lrf-export --target onnx                       # fp32, shipped checkpoint, fused N = 8, 50
     lrf-export --target onnx --int8 --steps 8 50 --checkpoint DIR --out bundles/cifar10-int8
     lrf-export --check bundles/cifar10-onnx-int8    # checksums + golden image through lrf.runtime
+    lrf-export --target coreml --int8               # Core ML, int8 weights, fp16 compute
+    lrf-export --target all --int8                  # every target: bundles/cifar10-int8/<target>/
 
 Every export passes the parity gate (runtime/BUNDLE.md section 5) or writes nothing and exits 1
 naming the artifact and its margin. Usage and input errors exit 2.
@@ -45,10 +47,12 @@ def _non_negative(flag: str):
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="lrf-export", description=__doc__,
                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--target", help="export target (onnx; see the error for the full list)")
+    p.add_argument("--target", help="export target: onnx, coreml, executorch, or all (one "
+                   "bundle per target under OUT/<target>/; see runtime/BUNDLE.md section 7)")
     p.add_argument("--int8", action="store_true", help="int8 graphs (calibrated, measured)")
     p.add_argument("--steps", type=_positive("--steps"), nargs="+", default=None, metavar="N",
-                   help="fused generator step counts (default: 8 and the checkpoint's default)")
+                   help="fused generator step counts (default: the target's; onnx: 8 and the "
+                        "checkpoint's default; coreml: 8 (fp32) / 4 (int8); executorch: none)")
     p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: shipped one)")
     p.add_argument("--out", default=None,
                    help="bundle folder (default: bundles/<checkpoint>-<target>-<precision>)")
@@ -65,6 +69,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fused-form", choices=["loop", "unrolled"], default="loop",
                    help="onnx: fused generator as an ONNX Loop over the step graph (default; "
                         "file = step + decoder for any N, fast to load) or N unrolled copies")
+    compute = p.add_mutually_exclusive_group()
+    compute.add_argument("--fp16", dest="compute_precision", action="store_const", const="fp16",
+                         help="coreml: compute in float16, Core ML's native GPU/Neural Engine "
+                              "precision (default)")
+    compute.add_argument("--fp32", dest="compute_precision", action="store_const", const="fp32",
+                         help="coreml: compute in float32 (CPU/GPU only)")
+    p.add_argument("--palettize", type=int, choices=(4, 6, 8), default=None, metavar="{4,6,8}",
+                   help="coreml: k-means palettised weights with 2^N entries (instead of "
+                        "--int8; same 25 dB bar)")
+    p.add_argument("--batch", type=_positive("--batch"), default=None,
+                   help="coreml/executorch: the fixed batch size of every graph (default 1)")
     p.add_argument("--check", metavar="BUNDLE", default=None,
                    help="re-verify an existing bundle instead of exporting")
     p.add_argument("--backend", default=None, help="--check: runtime backend (default: the "
@@ -101,21 +116,67 @@ def _run(args) -> int:
         from lrf.exporter.parity import ParityError
         from lrf.exporter.pipeline import export_bundle
 
-        try:
-            out = export_bundle(args.target, checkpoint=args.checkpoint, out=args.out,
-                                int8=args.int8, steps=args.steps, latent_size=args.latent_size,
-                                parity_images=args.parity_images,
-                                calibration_images=args.calibration_images,
-                                fidelity_images=args.fidelity_images, log=log,
-                                options={"fused_form": args.fused_form})
-        except ParityError as e:
-            print(f"lrf-export: error: {e}", file=sys.stderr)
+        targets, outs = _targets_and_outs(args)
+        failed = []
+        for target, out_dir in zip(targets, outs):
+            try:
+                out = export_bundle(target, checkpoint=args.checkpoint, out=out_dir,
+                                    int8=args.int8 or args.palettize is not None,
+                                    steps=args.steps, latent_size=args.latent_size,
+                                    parity_images=args.parity_images,
+                                    calibration_images=args.calibration_images,
+                                    fidelity_images=args.fidelity_images, log=log,
+                                    options=_target_options(args, target))
+            except ParityError as e:  # --target all: the other targets are still written
+                print(f"lrf-export: error: {target}: {e}", file=sys.stderr)
+                failed.append(target)
+                continue
+            print(out)
+        if failed:
             return 1
-        print(out)
     except (ValueError, FileNotFoundError, FileExistsError, InterruptedError) as e:
         print(f"lrf-export: error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+_TARGET_FLAGS = {"compute_precision": ("--fp16/--fp32", {"coreml"}),
+                 "palettize": ("--palettize", {"coreml"}),
+                 "batch": ("--batch", {"coreml", "executorch"})}
+
+
+def _target_options(args, target: str) -> dict:
+    """The target-specific options of ``target`` (flags other targets ignore under ``all``)."""
+    opts = {"fused_form": args.fused_form}
+    for key, (_, owners) in _TARGET_FLAGS.items():
+        if getattr(args, key) is not None and target in owners:
+            opts[key] = getattr(args, key)
+    return opts
+
+
+def _targets_and_outs(args) -> tuple[list[str], list]:
+    """``--target all``: every available target, bundles under OUT/<target>/ (OUT defaults to
+    bundles/<checkpoint>-<precision>); otherwise the one target and --out. Flags that the
+    chosen target does not use are refused."""
+    from pathlib import Path
+
+    from lrf.exporter.targets import available_targets
+    from lrf.models.checkpoint import DEFAULT_CHECKPOINT
+
+    if args.palettize is not None and args.int8:
+        raise ValueError("--palettize and --int8 are alternatives (both compress the weights); "
+                         "pass one")
+    if args.target != "all":
+        for key, (flag, owners) in _TARGET_FLAGS.items():
+            if getattr(args, key) is not None and args.target not in owners:
+                raise ValueError(f"{flag} applies to --target {' / '.join(sorted(owners))}, "
+                                 f"not {args.target}")
+        return [args.target], [args.out]
+    precision = "int8" if args.int8 or args.palettize is not None else "fp32"
+    root = Path(args.out) if args.out else \
+        Path("bundles") / f"{Path(args.checkpoint or DEFAULT_CHECKPOINT).name}-{precision}"
+    targets = available_targets()
+    return targets, [root / t for t in targets]
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ def export_bundle(target: str, checkpoint: str | None = None, out: str | Path | 
     cfg = ckpt.config
     latent_size = int(latent_size or cfg.latent_size)
     default_steps = int(ckpt.sampling["steps"])
-    fused = sorted(set(steps) if steps else {8, default_steps})
+    fused = sorted(set(steps) if steps else tgt.default_fused_steps(default_steps, precision))
     if any(not isinstance(n, int) or n < 1 for n in fused):
         raise ValueError(f"--steps values must be integers >= 1, got {fused}")
     for name, value in (("parity_images", parity_images),

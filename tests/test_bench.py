@@ -156,6 +156,18 @@ def test_fits_and_target_checks():
     assert speed["met"] is None and "baseline" in speed["note"]
 
 
+def test_executorch_is_planned_stepwise_only():
+    """ExecuTorch bundles ship no fused graph: its fused rows say why and its export asks for
+    none, while ONNX keeps the requested N."""
+    variants = plan.variants_for(["onnx", "executorch"], ["int8"], [])
+    cfgs = plan.build_plan(variants, [], [32], [8, 50], list(plan.MODES), [1], baseline=False)
+    fused_et = [c for c in cfgs if c.variant.target == "executorch" and c.mode == "fused"]
+    assert len(fused_et) == 2 and all(c.skip[0] == "skipped" and "no fused graph" in c.skip[1]
+                                      for c in fused_et)
+    reqs = {r["target"]: r for r in plan.export_requests(cfgs, [8, 50], trained_latent=4)}
+    assert reqs["executorch"]["steps"] == [] and reqs["onnx"]["steps"] == [8, 50]
+
+
 # ----------------------------------------------------------------------------- real runs
 def test_ram_limit_64m_fails_cleanly(capsys, tiny_bundle, tmp_path):
     j = tmp_path / "over.json"

@@ -112,6 +112,10 @@ class Target:
         """Versions of the tools this target used, for the manifest's ``tools``."""
         return {}
 
+    def default_fused_steps(self, default_steps: int, precision: str) -> set[int]:
+        """The N values that get a ``generator_<N>`` graph when ``--steps`` is not given."""
+        return {8, default_steps}
+
 
 def register_target(name: str):
     """Class decorator: make a :class:`Target` subclass available as ``name``."""

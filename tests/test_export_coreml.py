@@ -125,7 +125,7 @@ def test_simulated_parity_is_recorded_and_gated(bundle):
     assert "image_stepwise" not in m["golden"]["files"]  # no Core ML run here: not faked
 
 
-def test_int8_simulation_uses_the_package_weights(bundle):
+def test_int8_simulation_uses_the_package_weights(bundle, ckpt):
     path, precision = bundle
     m = _manifest(path)
     for name, entry in m["graphs"].items():
@@ -138,25 +138,20 @@ def test_int8_simulation_uses_the_package_weights(bundle):
         assert entry["op_census"]["constexpr_affine_dequantize"] == q["compressed_weights"]
         # re-quantised independently here and equal to the package's int8 weights
         assert w["max_abs_vs_package"] == 0.0
-
-
-def test_simulation_refuses_weights_it_cannot_reproduce(bundle, ckpt):
-    path, precision = bundle
-    if precision != "int8":
-        pytest.skip("needs compressed weights (the int8 bundle of this module checks it)")
-    weights = coreml_sim.package_weights(path / "step.mlpackage")
-    graphs = build_graphs(ckpt, fused_steps=(), image_format="float_nchw")
-    step = graphs["step"]
-    sim, report = coreml_sim.simulate_module(step, weights, "fp16", "step")
-    assert report["matched"] == len(weights) > 0
-    with torch.no_grad():                  # a different checkpoint: not the package's weights
-        for p in step.parameters():
-            p.mul_(1.5)
-    with pytest.raises(ValueError, match="differs from the package"):
-        coreml_sim.simulate_module(step, weights, "fp16", "step")
-    with torch.no_grad():
-        for p in step.parameters():
-            p.div_(1.5)
+    if precision == "int8":     # and weights that are not the package's are refused
+        weights = coreml_sim.package_weights(path / "step.mlpackage")
+        step = build_graphs(ckpt, fused_steps=(), image_format="float_nchw")["step"]
+        _, report = coreml_sim.simulate_module(step, weights, "fp16", "step")
+        assert report["matched"] == len(weights) > 0
+        saved = {k: v.clone() for k, v in step.state_dict().items()}
+        with torch.no_grad():              # another checkpoint: not the package's weights
+            for p in step.parameters():
+                p.mul_(1.5)
+        try:
+            with pytest.raises(ValueError, match="differs from the package"):
+                coreml_sim.simulate_module(step, weights, "fp16", "step")
+        finally:
+            step.load_state_dict(saved)
 
 
 def test_int8_quantiser_matches_coremltools_formula():
@@ -264,3 +259,37 @@ def test_coreml_predict_parity(bundle, tiny_checkpoint):
     snr = parity.tensor_metrics(ref.velocities[0], np.concatenate(vel))["snr_db"]
     print(f"coreml {precision} step: velocity SNR {snr:.2f} dB")
     assert snr > 20
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--target", "onnx", "--palettize", "4"], "--palettize applies to --target coreml"),
+    (["--target", "onnx", "--fp32"], "--fp16/--fp32 applies to --target coreml"),
+    (["--target", "onnx", "--batch", "2"], "--batch applies to --target coreml / executorch"),
+    (["--target", "coreml", "--int8", "--palettize", "6"], "alternatives"),
+    (["--target", "coreml", "--palettize", "5"], "invalid choice"),
+    (["--target", "coreml", "--fp16", "--fp32"], "not allowed with"),
+])
+def test_cli_rejects_flags_the_target_does_not_use(argv, match, capsys):
+    from lrf.exporter.cli import main
+
+    try:
+        rc = main(argv + ["--checkpoint", "/nonexistent"])
+    except SystemExit as e:            # argparse usage errors
+        rc = e.code
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and match in err and len(err.splitlines()) == 1, err
+
+
+def test_cli_target_all_writes_one_bundle_per_target_under_out(tmp_path):
+    from lrf.exporter.cli import _target_options, _targets_and_outs, build_parser
+
+    args = build_parser().parse_args(["--target", "all", "--int8", "--batch", "2",
+                                      "--out", str(tmp_path / "b")])
+    targets, outs = _targets_and_outs(args)
+    assert targets == ["coreml", "executorch", "onnx"]
+    assert outs == [tmp_path / "b" / t for t in targets]
+    assert _target_options(args, "coreml")["batch"] == 2
+    assert "batch" not in _target_options(args, "onnx")       # the flag's owners only
+    args = build_parser().parse_args(["--target", "all", "--palettize", "4",
+                                      "--checkpoint", "ckpts/cifar10"])
+    assert _targets_and_outs(args)[1][0].as_posix() == "bundles/cifar10-int8/coreml"
