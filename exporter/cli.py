@@ -78,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--palettize", type=int, choices=(4, 6, 8), default=None, metavar="{4,6,8}",
                    help="coreml: k-means palettised weights with 2^N entries (instead of "
                         "--int8; same 25 dB bar)")
+    p.add_argument("--int8-variant", default=None,
+                   choices=("static_qdq", "static_qdq_float_edges", "dynamic"),
+                   help="onnx --int8: build this variant only, without scoring the candidates "
+                        "(faster at large --latent-size; the parity gate still runs)")
     p.add_argument("--batch", type=_positive("--batch"), default=None,
                    help="coreml/executorch: the fixed batch size of every graph (default 1)")
     p.add_argument("--check", metavar="BUNDLE", default=None,
@@ -142,7 +146,8 @@ def _run(args) -> int:
 
 _TARGET_FLAGS = {"compute_precision": ("--fp16/--fp32", {"coreml"}),
                  "palettize": ("--palettize", {"coreml"}),
-                 "batch": ("--batch", {"coreml", "executorch"})}
+                 "batch": ("--batch", {"coreml", "executorch"}),
+                 "int8_variant": ("--int8-variant", {"onnx"})}
 
 
 def _target_options(args, target: str) -> dict:
@@ -163,6 +168,8 @@ def _targets_and_outs(args) -> tuple[list[str], list]:
     from lrf.exporter.targets import available_targets
     from lrf.models.checkpoint import DEFAULT_CHECKPOINT
 
+    if args.int8_variant is not None and not args.int8:
+        raise ValueError("--int8-variant needs --int8")
     if args.palettize is not None and args.int8:
         raise ValueError("--palettize and --int8 are alternatives (both compress the weights); "
                          "pass one")

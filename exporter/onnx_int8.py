@@ -208,13 +208,26 @@ def _calibration_feeds(name: str, ctx: ExportContext) -> list[dict]:
     return cal.generator_feeds(batch=8)     # the fused graph replays whole trajectories
 
 
+INT8_VARIANTS = ("static_qdq", "static_qdq_float_edges", "dynamic")
+
+
 def quantize_graphs(paths: dict[str, Path], ctx: ExportContext) -> dict[str, dict]:
     """Replace each fp32 file in ``paths`` (``step``, ``decoder``) by its chosen int8 variant;
-    return the manifest ``quantization`` entry per graph."""
+    return the manifest ``quantization`` entry per graph.
+
+    ``ctx.options["int8_variant"]`` (``lrf-export --int8-variant``) builds that variant only and
+    skips the candidate scoring, whose held-out trajectories dominate the export time at large
+    latents (at 512 px: about 20 minutes per candidate on 2 cores). The parity gate still
+    measures the result. ``lrf-bench`` uses it at untrained sizes, with the variant the trained
+    size chose, so the sweep measures the cost of the shipped recipe."""
     # onnxruntime's "consider pre-processing" warning: its optimizer would swap standard ops for
     # contrib fusions; we quantise the onnxsim graph as is and measure the result instead.
     logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))
-    if ctx.calibration is None or ctx.selection is None:
+    fixed = ctx.options.get("int8_variant")
+    if fixed is not None and fixed not in INT8_VARIANTS:
+        raise ValueError(f"--int8-variant {fixed!r}: choose one of "
+                         f"{', '.join(INT8_VARIANTS)}")
+    if ctx.calibration is None or (ctx.selection is None and not fixed):
         raise ValueError("int8 export needs calibration and selection trajectories")
     from lrf.exporter.parity import IMAGE_PSNR_DB
 
@@ -236,7 +249,7 @@ def quantize_graphs(paths: dict[str, Path], ctx: ExportContext) -> dict[str, dic
             model = onnx.load(str(path))
             float_nodes = _nodes_using(model, sensitive)
             evaluate = _Evaluator(name, ctx, float_decoder)
-            fp32 = evaluate(path)
+            fp32 = None if fixed else evaluate(path)
             feeds = _calibration_feeds(name, ctx)
             builders = {
                 "static_qdq": lambda d: _static(path, d, feeds, []),
@@ -245,15 +258,19 @@ def quantize_graphs(paths: dict[str, Path], ctx: ExportContext) -> dict[str, dic
             }
             candidates = []
             for cname, build in builders.items():
+                if fixed is not None and cname != fixed:
+                    continue
                 dst = scratch / f"{name}.{cname}.onnx"
                 ctx.log(f"onnx int8: {name}: building {cname}")
                 build(dst)
-                candidates.append({"name": cname, "metric": evaluate.metric, **evaluate(dst),
+                scores = {} if fixed else evaluate(dst)
+                candidates.append({"name": cname, "metric": evaluate.metric, **scores,
                                    "bytes": dst.stat().st_size, "file": dst})
-            best = choose(candidates, comfortable)
+            best = candidates[0] if fixed else choose(candidates, comfortable)
             shutil.copyfile(best["file"], path)
-            ctx.log(f"onnx int8: {name}: chose {best['name']} ({best['value']:.2f} dB, "
-                    f"{best['cpu_ms_per_call']:.2f} ms/call; fp32 {fp32['value']:.2f} dB)")
+            if not fixed:
+                ctx.log(f"onnx int8: {name}: chose {best['name']} ({best['value']:.2f} dB, "
+                        f"{best['cpu_ms_per_call']:.2f} ms/call; fp32 {fp32['value']:.2f} dB)")
             dynamic = best["name"] == "dynamic"
             entry = {"method": "dynamic" if dynamic else "static_qdq",
                      "variant": best["name"], "weight_type": "int8", "per_channel": True,
@@ -263,12 +280,15 @@ def quantize_graphs(paths: dict[str, Path], ctx: ExportContext) -> dict[str, dic
                      "float_nodes": float_nodes if best["name"].endswith("float_edges") else [],
                      "float_reason": "first/last weight layers of denoiser and decoder"
                      if best["name"].endswith("float_edges") else "",
-                     "selection": {"rule": f"fastest candidate with image PSNR >= "
+                     "selection": {"rule": f"fixed by --int8-variant {fixed} (not scored; "
+                                           "the parity gate measures it)"} if fixed else
+                                  {"rule": f"fastest candidate with image PSNR >= "
                                            f"{comfortable:g} dB (CPU times within 20% tie, "
                                            "then the more accurate); else the most accurate",
                                    "images": sel.batch, "seeds": [sel.seeds[0], sel.seeds[-1]],
                                    "steps": sel.steps if name == "step" else None},
-                     "fp32_reference_metric": {"metric": evaluate.metric, **fp32},
+                     "fp32_reference_metric": None if fixed else
+                                              {"metric": evaluate.metric, **fp32},
                      "candidates": [{k: v for k, v in c.items() if k != "file"}
                                     for c in candidates]}
             if not dynamic:

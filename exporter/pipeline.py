@@ -75,10 +75,11 @@ def export_bundle(target: str, checkpoint: str | None = None, out: str | Path | 
             cal_labels, cal_seeds = fixed_cases(calibration_images, nc, CALIBRATION_SEED0)
             ctx.calibration = record_trajectories(labels=cal_labels, seeds=cal_seeds,
                                                   steps=default_steps, **traj)
-            sel_labels, sel_seeds = fixed_cases(max(8, parity_images // 2), nc,
-                                                SELECTION_SEED0)
-            ctx.selection = record_trajectories(labels=sel_labels, seeds=sel_seeds,
-                                                steps=default_steps, **traj)
+            if not ctx.options.get("int8_variant"):  # fixed variant: nothing to score
+                sel_labels, sel_seeds = fixed_cases(max(8, parity_images // 2), nc,
+                                                    SELECTION_SEED0)
+                ctx.selection = record_trajectories(labels=sel_labels, seeds=sel_seeds,
+                                                    steps=default_steps, **traj)
         records = tgt.export(ctx)
         manifest = bw.build_manifest(ckpt, tgt, precision, records, fused, latent_size,
                                      fused + [default_steps])

@@ -156,9 +156,10 @@ def test_fits_and_target_checks():
     assert speed["met"] is None and "baseline" in speed["note"]
 
 
-def test_executorch_is_planned_stepwise_only():
+def test_export_requests_per_target_and_size():
     """ExecuTorch bundles ship no fused graph: its fused rows say why and its export asks for
-    none, while ONNX keeps the requested N."""
+    none, while ONNX keeps the requested N. At untrained sizes ONNX int8 builds the shipped
+    variant instead of scoring candidates."""
     variants = plan.variants_for(["onnx", "executorch"], ["int8"], [])
     cfgs = plan.build_plan(variants, [], [32], [8, 50], list(plan.MODES), [1], baseline=False)
     fused_et = [c for c in cfgs if c.variant.target == "executorch" and c.mode == "fused"]
@@ -166,6 +167,10 @@ def test_executorch_is_planned_stepwise_only():
                                       for c in fused_et)
     reqs = {r["target"]: r for r in plan.export_requests(cfgs, [8, 50], trained_latent=4)}
     assert reqs["executorch"]["steps"] == [] and reqs["onnx"]["steps"] == [8, 50]
+    assert "options" not in reqs["onnx"]["settings"]                    # trained size: scored
+    cfgs = plan.build_plan(variants, [], [512], [8], ["stepwise"], [1], baseline=False)
+    reqs = {r["target"]: r for r in plan.export_requests(cfgs, [8], trained_latent=4)}
+    assert reqs["onnx"]["settings"]["options"] == {"int8_variant": "static_qdq_float_edges"}
 
 
 # ----------------------------------------------------------------------------- real runs
@@ -252,3 +257,19 @@ def test_exports_are_cached_outside_the_repo(capsys, bench_ckpt, tiny_bundle, tm
     assert [b["status"] for b in rep["exports"]["bundles"]] == ["cached"]
     assert rep["rows"][0]["bundle"].startswith(str(cache))
     assert rep["rows"][0]["status"] == "ok"
+
+
+def test_profile_groups_kernel_time_by_operator(capsys, tiny_bundle, tmp_path):
+    from lrf.benchmarks import profile
+
+    out = tmp_path / "prof.json"
+    assert profile.main([tiny_bundle, "--threads", "1", "--runs", "5", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    prof = res["profile"]
+    assert prof["kernels_per_call"] == sum(o["kernels_per_call"] for o in prof["ops"]) > 10
+    assert sum(o["share"] for o in prof["ops"]) == pytest.approx(1.0)
+    assert 0 < prof["compute_share"] < 1 and prof["compute_kernels_per_call"] > 0
+    assert res["timing"][0]["median_ms"] > 0 and "kernels per call" in capsys.readouterr().out
+    assert profile.main([tiny_bundle, "--graph", "nope"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "graph 'nope'" in err

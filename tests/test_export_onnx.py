@@ -278,3 +278,20 @@ def test_out_must_not_be_a_foreign_folder(tiny_checkpoint, tmp_path, capsys):
                  str(tmp_path), "--quiet"]) == 2
     assert "exists and is not a bundle" in capsys.readouterr().err
     assert os.listdir(tmp_path) == ["keep.txt"]
+
+
+@pytest.mark.slow
+def test_int8_variant_option_builds_one_variant_unscored(tiny_checkpoint, tmp_path):
+    """``--int8-variant``: one variant built, no candidate scoring, still through the gate."""
+    out = export_bundle("onnx", checkpoint=tiny_checkpoint, out=tmp_path / "b", int8=True,
+                        steps=[2], parity_images=2, calibration_images=2, fidelity_images=0,
+                        log=lambda m: None, options={"int8_variant": "static_qdq"})
+    m = _manifest(out)
+    for name in ("step", "decoder"):
+        q = m["graphs"][name]["quantization"]
+        assert q["variant"] == "static_qdq" and q["method"] == "static_qdq"
+        assert [c["name"] for c in q["candidates"]] == ["static_qdq"]
+        assert "value" not in q["candidates"][0] and q["selection"]["rule"].startswith("fixed")
+    assert m["parity"]["passed"] and m["graphs"]["step"]["parity"]["snr_db"] > 10
+    assert main(["--target", "coreml", "--int8", "--int8-variant", "dynamic"]) == 2
+    assert main(["--target", "onnx", "--int8-variant", "dynamic"]) == 2
