@@ -20,28 +20,24 @@ import threading
 from lrf.cli import Parser
 
 
-def _positive(flag: str):
+def _int_at_least(flag: str, low: int):
     def parse(s: str) -> int:
         try:
             v = int(s)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{flag} must be an integer, got {s!r}") from None
-        if v < 1:
-            raise argparse.ArgumentTypeError(f"{flag} must be >= 1, got {v}")
+        if v < low:
+            raise argparse.ArgumentTypeError(f"{flag} must be >= {low}, got {v}")
         return v
     return parse
+
+
+def _positive(flag: str):
+    return _int_at_least(flag, 1)
 
 
 def _non_negative(flag: str):
-    def parse(s: str) -> int:
-        try:
-            v = int(s)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag} must be an integer, got {s!r}") from None
-        if v < 0:
-            raise argparse.ArgumentTypeError(f"{flag} must be >= 0, got {v}")
-        return v
-    return parse
+    return _int_at_least(flag, 0)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -17,8 +17,12 @@ and add its module to :data:`TARGET_MODULES`.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
+import io
+import logging
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,6 +119,27 @@ class Target:
     def default_fused_steps(self, default_steps: int, precision: str) -> set[int]:
         """The N values that get a ``generator_<N>`` graph when ``--steps`` is not given."""
         return {8, default_steps}
+
+
+@contextlib.contextmanager
+def quiet(*loggers: str, stderr: bool = False):
+    """Silence what exporters print on every graph (progress, version notes, deprecations; none
+    is actionable): ``loggers`` at ERROR, warnings ignored, stdout (and ``stderr`` if asked)
+    swallowed. Exceptions still propagate."""
+    logs = [logging.getLogger(n) for n in loggers]
+    levels = [lg.level for lg in logs]
+    for lg in logs:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.ExitStack() as stack:
+            warnings.simplefilter("ignore")
+            stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
+            if stderr:
+                stack.enter_context(contextlib.redirect_stderr(io.StringIO()))
+            yield
+    finally:
+        for lg, lv in zip(logs, levels):
+            lg.setLevel(lv)
 
 
 def register_target(name: str):

@@ -29,10 +29,6 @@ Core ML predict parity runs on macOS (``.github/workflows/coreml.yml``).
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
-import warnings
 from collections import Counter
 from importlib import metadata
 from pathlib import Path
@@ -40,7 +36,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lrf.exporter.targets import ExportContext, GraphRecord, Target, register_target
+from lrf.exporter.targets import (ExportContext, GraphRecord, Target, quiet,
+                                  register_target)
 from lrf.exporter.wrappers import example_inputs, graph_io
 
 DEPLOYMENT_TARGET = "iOS16"         # the apps' minimum (ios_demo/project.yml)
@@ -80,22 +77,10 @@ def coreml_options(options: dict) -> tuple[str, int | None, int]:
     return compute, bits, batch
 
 
-@contextlib.contextmanager
 def _quiet():
     """coremltools prints tqdm bars and version warnings (torch/scikit-learn untested) on every
-    conversion; none is actionable here."""
-    loggers = [logging.getLogger(n) for n in ("coremltools", "torch.export", "torch._export")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()), \
-                contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, lv in zip(loggers, levels):
-            lg.setLevel(lv)
+    conversion."""
+    return quiet("coremltools", "torch.export", "torch._export", stderr=True)
 
 
 def convert(module: torch.nn.Module, example: tuple, inputs: list[dict], outputs: list[dict],

@@ -27,37 +27,22 @@ Files: ``step.pte``, ``decoder.pte`` and, only for ``--steps N``, ``generator_<N
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import logging
-import warnings
 from pathlib import Path
 
 import torch
 
-from lrf.exporter.targets import ExportContext, GraphRecord, Target, register_target
+from lrf.exporter.targets import (ExportContext, GraphRecord, Target, quiet,
+                                  register_target)
 from lrf.exporter.wrappers import GeneratorGraph, example_inputs, graph_io
 
 METADATA_METHODS = ("lrf_graph", "lrf_metadata", "lrf_batch", "lrf_steps")
 
 
-@contextlib.contextmanager
 def _quiet():
-    """torch.export and the ExecuTorch lowering log warnings and progress on every graph (version
-    notes, deprecations); none is actionable here. Exceptions still propagate."""
-    loggers = [logging.getLogger(n) for n in ("torch.export", "torch._export", "executorch",
-                                             "torch.fx.experimental", "torchao")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, lv in zip(loggers, levels):
-            lg.setLevel(lv)
+    """torch.export and the ExecuTorch lowering log warnings and progress on every graph."""
+    return quiet("torch.export", "torch._export", "executorch", "torch.fx.experimental",
+                 "torchao")
 
 
 def et_batch(options: dict) -> int:

@@ -6,11 +6,7 @@ from them (``lrf.exporter.onnx_compose``; option ``fused_form``: "loop" (default
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
-import logging
-import warnings
 from pathlib import Path
 
 import onnx
@@ -18,7 +14,8 @@ import torch
 from onnx import numpy_helper
 
 from lrf.exporter.onnx_compose import compose_generator
-from lrf.exporter.targets import ExportContext, GraphRecord, Target, register_target
+from lrf.exporter.targets import (ExportContext, GraphRecord, Target, quiet,
+                                  register_target)
 from lrf.exporter.wrappers import example_inputs, graph_io
 
 OPSET = 18
@@ -108,21 +105,10 @@ def check_io(model: onnx.ModelProto, inputs: list[dict], outputs: list[dict], wh
                                      f"to {d.dim_value}; it must stay dynamic")
 
 
-@contextlib.contextmanager
 def _quiet():
     """The dynamo exporter prints progress and warnings (torchvision missing, deprecations)."""
-    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._export",
-                                             "onnxscript", "torch.fx.experimental")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, lv in zip(loggers, levels):
-            lg.setLevel(lv)
+    return quiet("torch.onnx", "torch.export", "torch._export", "onnxscript",
+                 "torch.fx.experimental")
 
 
 def export_onnx(module: torch.nn.Module, example: tuple, inputs: list[dict], outputs: list[dict],
