@@ -169,12 +169,12 @@ def artifact_sizes(manifest: dict, graph_files: list[str]) -> dict[str, int]:
 
 
 def run_torch(spec: dict) -> dict:
-    """The PyTorch eager reference (``lrf.models.pipeline.generate``) on the same checkpoint,
+    """The PyTorch eager reference (``lrf.models.reference.generate``) on the same checkpoint,
     steps and guidance; FLOPs are counted after the memory peak is recorded."""
     import torch
 
     from lrf.models.checkpoint import checkpoint_sha256, load_checkpoint
-    from lrf.models.pipeline import generate
+    from lrf.models.reference import generate
 
     if spec.get("threads"):
         torch.set_num_threads(int(spec["threads"]))
@@ -255,7 +255,7 @@ def run_matmul(spec: dict) -> dict:
 def run_export(spec: dict) -> dict:
     """Make (or reuse from the cache) the bundles the plan needs, through the exporter's API.
     One request at a time; a failure is reported for that request and the others continue."""
-    from lrf.exporter.pipeline import export_bundle
+    from lrf.exporter.export import export_bundle
     from lrf.exporter.targets import available_targets
     from lrf.models.checkpoint import checkpoint_sha256, load_checkpoint
 

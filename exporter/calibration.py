@@ -15,7 +15,7 @@ import torch
 
 from lrf.models.checkpoint import Checkpoint
 from lrf.models.flow import guided_velocity, timesteps
-from lrf.models.pipeline import portable_noise, to_uint8
+from lrf.models.reference import portable_noise, to_uint8
 
 PARITY_SEED0 = 0            # parity cases: seeds 0, 1, 2, ...
 CALIBRATION_SEED0 = 10_000  # int8 calibration
@@ -83,7 +83,7 @@ class Trajectories:
 def record_trajectories(ckpt: Checkpoint, labels, seeds, steps: int | None = None,
                         guidance: float | None = None, shift: float | None = None,
                         latent_size: int | None = None, chunk: int = 64) -> Trajectories:
-    """Run the PyTorch reference sampler (exactly ``lrf.models.pipeline.generate``) and keep
+    """Run the PyTorch reference sampler (exactly ``lrf.models.reference.generate``) and keep
     every intermediate latent and velocity."""
     cfg = ckpt.config
     steps = int(ckpt.sampling["steps"] if steps is None else steps)

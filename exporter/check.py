@@ -1,7 +1,7 @@
 """``lrf-export --check BUNDLE``: re-verify an existing bundle.
 
 Checks the manifest schema, every file's size and sha256, the golden RNG vectors and noise
-against ``lrf.runtime.prng``, and re-runs the golden case through ``lrf.runtime``: the stepwise
+against ``lrf.prng``, and re-runs the golden case through ``lrf.runtime``: the stepwise
 image (and the fused one when present) must be within the bundle's image bar of the golden PNGs.
 """
 
@@ -14,7 +14,8 @@ import numpy as np
 from PIL import Image
 
 from lrf.exporter.parity import psnr, tensor_metrics
-from lrf.runtime import Generator, open_bundle, prng
+from lrf import prng
+from lrf.runtime import Generator, open_bundle
 
 
 class BundleCheckError(ValueError):
@@ -48,7 +49,7 @@ def check_bundle(path: str | Path, backend: str | None = None) -> str:
     noise = _read_f32(b.file(files["noise"]["file"]), files["noise"])
     if np.abs(noise - prng.noise([case["seed"]], noise.shape[1:])).max() > 1e-6:
         raise BundleCheckError("golden/noise.f32 differs from prng.noise for the golden seed")
-    lines.append("golden RNG vectors and noise match lrf.runtime.prng")
+    lines.append("golden RNG vectors and noise match lrf.prng")
     target = get_target(b.target)
     if hasattr(target, "verify_bundle"):  # e.g. coreml: each package's spec vs the manifest
         lines += target.verify_bundle(b.path, b.manifest)

@@ -114,7 +114,7 @@ def _run(args) -> int:
             print(report)
             return 0
         from lrf.exporter.parity import ParityError
-        from lrf.exporter.pipeline import export_bundle
+        from lrf.exporter.export import export_bundle
 
         targets, outs = _targets_and_outs(args)
         failed = []

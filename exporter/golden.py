@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from lrf.runtime import Generator, prng, scheduler
+from lrf import prng
+from lrf.runtime import Generator, scheduler
 
 if TYPE_CHECKING:  # golden vectors are importable without torch
     from lrf.exporter.calibration import Trajectories

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 
+import os
+
 import numpy as np
 
 from lrf.exporter.calibration import Trajectories
@@ -144,21 +146,14 @@ def measure(gen: Generator, refs: dict[int, Trajectories], default_steps: int, p
 
 
 def class_fidelity_function():
-    """(function, None) when ``lrf.training.evaluate.class_fidelity`` and the classifier weights
-    exist, else (None, reason). Never estimated when unavailable."""
-    from lrf.models.checkpoint import DEFAULT_CHECKPOINT
+    """(function, None) when the shipped classifier's weights exist, else (None, reason).
+    Never estimated when unavailable; any other error propagates."""
+    from lrf.models.classifier import CLASSIFIER_DIR, CLASSIFIER_FILE, class_fidelity
 
-    try:
-        from lrf.training import evaluate
-    except Exception as e:  # missing module or a broken import: report, do not fake
-        return None, f"lrf.training.evaluate is not importable ({type(e).__name__}: {e})"
-    fn = getattr(evaluate, "class_fidelity", None)
-    if fn is None:
-        return None, "lrf.training.evaluate has no class_fidelity function"
-    weights = DEFAULT_CHECKPOINT.parent / "classifier"
-    if not weights.is_dir() or not any(weights.iterdir()):
-        return None, f"classifier weights not found in {weights}"
-    return fn, None
+    weights = os.path.join(CLASSIFIER_DIR, CLASSIFIER_FILE)
+    if not os.path.isfile(weights):
+        return None, f"classifier weights not found at {weights}"
+    return class_fidelity, None
 
 
 def measure_class_fidelity(gen: Generator, ref: Trajectories, mode: str | None,

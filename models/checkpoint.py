@@ -25,7 +25,7 @@ import torch
 from lrf.models.codec import CODEC_FILE, Codec, _load_strict
 from lrf.models.config import LRFConfig
 from lrf.models.lrf import LRFModel
-from lrf.runtime.bundle import sha256_file  # one definition, shared with the runtime
+from lrf.digest import sha256_file  # one definition, shared with the runtime
 
 CHECKPOINT_FORMAT = "lrf-checkpoint/1"
 MANIFEST = "lrf.json"

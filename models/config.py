@@ -20,6 +20,10 @@ class LRFConfig:
     softmax_max_tokens: int = 256  # exact softmax attention at <= this many tokens, linear above
     freq_dim: int = 128            # sinusoidal timestep features
     grad_last_recursion_only: bool = False  # O(1)-memory recursion backprop (HRM/TRM style)
+    # Guidance-distilled ("turbo") students: the CFG scale w, and the Euler step size d, are
+    # inputs embedded into the conditioning, so one call per step replaces the CFG pair.
+    guidance_embed: bool = False
+    step_embed: bool = False
 
     def __post_init__(self):
         for f in ("latent_channels", "latent_size", "num_classes", "dim", "num_blocks",
@@ -33,12 +37,24 @@ class LRFConfig:
             raise ValueError(f"LRFConfig.conv_kernel must be odd and positive, got {self.conv_kernel}")
         if self.freq_dim % 2:
             raise ValueError(f"LRFConfig.freq_dim must be even, got {self.freq_dim}")
+        for f in ("grad_last_recursion_only", "guidance_embed", "step_embed"):
+            if not isinstance(getattr(self, f), bool):
+                raise ValueError(f"LRFConfig.{f} must be true or false, got {getattr(self, f)!r}")
+        if self.step_embed and not self.guidance_embed:
+            raise ValueError("LRFConfig.step_embed needs guidance_embed (a distilled student)")
+        if not isinstance(self.softmax_max_tokens, int) or isinstance(self.softmax_max_tokens, bool) \
+                or not isinstance(self.conv_kernel, int) or isinstance(self.conv_kernel, bool):
+            raise ValueError("LRFConfig.softmax_max_tokens and conv_kernel must be integers")
         if self.softmax_max_tokens < 0:
             raise ValueError("LRFConfig.softmax_max_tokens must be >= 0")
 
     @property
     def null_class(self) -> int:
         return self.num_classes
+
+    @property
+    def guidance_distilled(self) -> bool:
+        return self.guidance_embed
 
     @property
     def head_dim(self) -> int:

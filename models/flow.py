@@ -77,10 +77,23 @@ def timesteps(num_steps: int, shift: float = 1.0) -> torch.Tensor:
                            shift).float()
 
 
-def guided_velocity(model, z, t, labels, guidance: float | torch.Tensor, null_class: int):
-    """v = v_uncond + s (v_cond - v_uncond); both branches in one batched call."""
+def guided_velocity(model, z, t, labels, guidance: float | torch.Tensor, null_class: int,
+                    step: torch.Tensor | float | None = None):
+    """The velocity one sampler step uses.
+
+    A guidance-distilled core (``cfg.guidance_embed``) takes w (and, with ``cfg.step_embed``, the
+    step size) as inputs: one call. Otherwise classifier-free guidance,
+    v = v_uncond + w (v_cond - v_uncond), both branches in one batched call.
+    """
     b = z.shape[0]
     tt = t.reshape(-1).expand(b)  # a scalar time or one per sample
+    cfg = getattr(model, "cfg", None)
+    if cfg is not None and getattr(cfg, "guidance_embed", False):
+        w = torch.as_tensor(guidance, dtype=torch.float32).reshape(-1).expand(b)
+        d = None
+        if cfg.step_embed:
+            d = torch.as_tensor(0.0 if step is None else step, dtype=torch.float32).reshape(-1).expand(b)
+        return model(z, tt, labels, guidance=w, step=d)
     v = model(torch.cat([z, z]), torch.cat([tt, tt]),
               torch.cat([labels, torch.full_like(labels, null_class)]))
     v_cond, v_uncond = v[:b], v[b:]
@@ -88,20 +101,28 @@ def guided_velocity(model, z, t, labels, guidance: float | torch.Tensor, null_cl
 
 
 @torch.no_grad()
-def euler_sample(model, noise, labels, *, steps: int, guidance: float, null_class: int,
-                 shift: float = 1.0,
-                 on_step: Callable[[int, int], bool | None] | None = None) -> torch.Tensor:
-    """Euler integration of the guided velocity field from t=1 (noise) to t=0.
+def euler_sample(model, noise, labels, *, steps: int | None = None, guidance, null_class: int,
+                 shift: float = 1.0, ts: torch.Tensor | None = None,
+                 on_step: Callable[[int, int], bool | None] | None = None,
+                 record: Callable[[torch.Tensor], None] | None = None) -> torch.Tensor:
+    """The one PyTorch sampler: Euler integration of the guided velocity field over ``ts``
+    (default: :func:`timesteps` ``(steps, shift)``, from t=1 to t=0).
 
-    ``on_step(i, n)`` is called after step i (1-based); returning False stops with
-    :class:`InterruptedError`.
+    ``record(z)`` receives the starting latent and every state after a step (trajectories for
+    calibration and distillation). ``on_step(i, n)`` is called after step i (1-based);
+    returning False stops with :class:`InterruptedError`.
     """
-    ts = timesteps(steps, shift)
+    ts = timesteps(steps, shift) if ts is None else ts
+    n = len(ts) - 1
     z = noise
-    for i in range(steps):
+    if record is not None:
+        record(z)
+    for i in range(n):
         t = ts[i].expand(z.shape[0])
-        v = guided_velocity(model, z, t, labels, guidance, null_class)
+        v = guided_velocity(model, z, t, labels, guidance, null_class, step=ts[i] - ts[i + 1])
         z = z + (ts[i + 1] - ts[i]) * v
-        if on_step is not None and on_step(i + 1, steps) is False:
-            raise InterruptedError(f"sampling cancelled by on_step after step {i + 1}/{steps}")
+        if record is not None:
+            record(z)
+        if on_step is not None and on_step(i + 1, n) is False:
+            raise InterruptedError(f"sampling cancelled by on_step after step {i + 1}/{n}")
     return z

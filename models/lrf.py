@@ -95,17 +95,19 @@ class LRFBlock(nn.Module):
 ################################################################################
 
 class TimestepEmbedder(nn.Module):
-    """t in [0, 1] -> sinusoidal features of 1000 t -> MLP."""
+    """A scalar s -> sinusoidal features of ``scale`` * s -> MLP. t in [0, 1] uses scale 1000;
+    the turbo student's guidance w (about 0-10) uses 100 and its step size d in (0, 1] 1000."""
 
-    def __init__(self, cfg: LRFConfig):
+    def __init__(self, cfg: LRFConfig, scale: float = 1000.0):
         super().__init__()
+        self.scale = scale
         self.register_buffer("freqs", torch.tensor(timestep_frequencies(cfg.freq_dim)),
                              persistent=False)
         self.mlp = nn.Sequential(nn.Linear(cfg.freq_dim, cfg.dim), nn.SiLU(),
                                  nn.Linear(cfg.dim, cfg.dim))
 
     def forward(self, t):
-        args = (t.float() * 1000.0)[:, None] * self.freqs[None]       # [B,F/2]
+        args = (t.float() * self.scale)[:, None] * self.freqs[None]   # [B,F/2]
         return self.mlp(torch.cat([torch.cos(args), torch.sin(args)], dim=-1))  # [B,D]
 
 
@@ -125,6 +127,10 @@ class LRFModel(ModelMixin, ConfigMixin):
         self.patch = nn.Conv2d(cfg.latent_channels, d, 1)
         self.t_embed = TimestepEmbedder(cfg)
         self.class_embed = nn.Embedding(cfg.num_classes + 1, d)       # last row: null class
+        # Turbo students only (absent from teacher checkpoints): zero-initialised, so a student
+        # built from a teacher's weights starts as that teacher's conditional branch.
+        self.guidance_embed = TimestepEmbedder(cfg, scale=100.0) if cfg.guidance_embed else None
+        self.step_embed = TimestepEmbedder(cfg) if cfg.step_embed else None
         self.recursion_embed = nn.Parameter(torch.zeros(cfg.recursions, d))
         self.blocks = nn.ModuleList(LRFBlock(cfg) for _ in range(cfg.num_blocks))
         self.final_norm = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
@@ -148,6 +154,11 @@ class LRFModel(ModelMixin, ConfigMixin):
         for mlp in (self.t_embed.mlp,):
             nn.init.normal_(mlp[0].weight, std=0.02)
             nn.init.normal_(mlp[2].weight, std=0.02)
+        for emb in (self.guidance_embed, self.step_embed):
+            if emb is not None:
+                nn.init.normal_(emb.mlp[0].weight, std=0.02)
+                nn.init.zeros_(emb.mlp[2].weight)
+                nn.init.zeros_(emb.mlp[2].bias)
         for blk in self.blocks:
             nn.init.zeros_(blk.ada[-1].weight)
             nn.init.zeros_(blk.ada[-1].bias)
@@ -155,13 +166,23 @@ class LRFModel(ModelMixin, ConfigMixin):
             nn.init.zeros_(lin.weight)
             nn.init.zeros_(lin.bias)
 
-    def conditioning(self, t, label):
-        return self.t_embed(t) + self.class_embed(label)              # [B,D]
+    def conditioning(self, t, label, guidance=None, step=None):
+        c = self.t_embed(t) + self.class_embed(label)                 # [B,D]
+        if self.guidance_embed is not None:
+            if guidance is None:
+                raise ValueError("this LRF core is guidance-distilled: pass guidance=[B] "
+                                 "(and step=[B], the Euler step size)")
+            c = c + self.guidance_embed(guidance)
+            if self.step_embed is not None:
+                c = c + self.step_embed(torch.zeros_like(t) if step is None else step)
+        return c
 
-    def forward(self, latent, t, label):
+    def forward(self, latent, t, label, guidance=None, step=None):
+        """Velocity for latent [B,C,H,W] at times t [B]; a turbo student also takes its guidance
+        scale w [B] and step size d [B] (teachers ignore both: guidance is applied outside)."""
         b, _, h, w = latent.shape                                     # [B,C,H,W]
         x = self.patch(latent).flatten(2).transpose(1, 2)             # [B,N,D]
-        c = self.conditioning(t, label)                               # [B,D]
+        c = self.conditioning(t, label, guidance, step)               # [B,D]
         last = self.cfg.recursions - 1
         for r in range(self.cfg.recursions):
             # Earlier recursions run without autograd when asked: gradients then flow through

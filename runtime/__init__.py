@@ -4,12 +4,12 @@
     with Generator.load("bundles/cifar10-onnx-int8") as gen:
         image = gen.generate("cat", seed=0)          # uint8 [H, W, 3]
 
-The bundle format is specified in ``runtime/BUNDLE.md``; the noise in ``runtime/prng.py``.
+The bundle format is specified in ``runtime/BUNDLE.md``; the noise in ``lrf/prng.py``.
 """
 
 from lrf.runtime.backends import (Backend, Session, available_backends, get_backend,
                                   register_backend)
-from lrf.runtime.bundle import (MANIFEST, SCHEMA, SCHEMA_VERSION, Bundle, GraphSpec, TensorSpec,
+from lrf.runtime.manifest import (MANIFEST, SCHEMA, SCHEMA_VERSION, Bundle, GraphSpec, TensorSpec,
                                 open_bundle, read_manifest, sha256_file, verify_files)
 from lrf.runtime.generator import MODES, GenerationCancelled, Generator
 

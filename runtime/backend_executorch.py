@@ -17,7 +17,7 @@ import torch
 from executorch.runtime import Runtime, Verification
 
 from lrf.runtime.backends import Backend, Session, register_backend
-from lrf.runtime.bundle import GraphSpec
+from lrf.runtime.manifest import GraphSpec
 
 # executorch ScalarType codes (c10 numbering) of the dtypes a bundle uses
 _SCALAR_TYPES = {"uint8": 0, "int32": 3, "float32": 6}

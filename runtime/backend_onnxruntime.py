@@ -8,7 +8,7 @@ import numpy as np
 import onnxruntime as ort
 
 from lrf.runtime.backends import Backend, Session, register_backend
-from lrf.runtime.bundle import GraphSpec
+from lrf.runtime.manifest import GraphSpec
 
 
 class _OrtSession(Session):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lrf.runtime.bundle import GraphSpec
+from lrf.runtime.manifest import GraphSpec
 
 # name -> module that registers it (imported on first use only).
 BACKEND_MODULES: dict[str, str] = {

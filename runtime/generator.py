@@ -19,9 +19,10 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from lrf.runtime import prng, scheduler
+from lrf import prng
+from lrf.runtime import scheduler
 from lrf.runtime.backends import Backend, get_backend
-from lrf.runtime.bundle import Bundle, open_bundle
+from lrf.runtime.manifest import Bundle, open_bundle
 
 MODES = ("fused", "stepwise")
 
@@ -172,7 +173,7 @@ class Generator:
         return int(steps), float(guidance), mode
 
     def noise(self, seeds: Sequence[int]) -> np.ndarray:
-        """Portable latent noise [B,C,h,w] (``runtime/prng.py``), one seed per image."""
+        """Portable latent noise [B,C,h,w] (``lrf/prng.py``), one seed per image."""
         return prng.noise(list(seeds), self.latent_shape)
 
     def generate(self, label: int | str, seed: int, steps: int | None = None,

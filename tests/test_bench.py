@@ -35,7 +35,7 @@ def bench_ckpt(tiny_checkpoint, tmp_path_factory):
 @pytest.fixture(scope="module")
 def tiny_bundle(bench_ckpt, tmp_path_factory):
     """An ONNX fp32 bundle (fused N = 2) written by the exporter's API from the tiny checkpoint."""
-    from lrf.exporter.pipeline import export_bundle
+    from lrf.exporter.export import export_bundle
 
     out = tmp_path_factory.mktemp("bench") / "tiny-onnx-fp32"
     export_bundle("onnx", bench_ckpt, out, steps=[2], parity_images=1, fidelity_images=0,

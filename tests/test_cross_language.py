@@ -1,7 +1,7 @@
 """Cross-language golden vectors: Python (the reference) == Kotlin (android_demo/core) == Swift.
 
-The fixture ``golden_vectors.json`` is derived here from the Python code (runtime/prng.py,
-models/flow.py, models/pipeline.py) and committed twice: as a JUnit resource of the Kotlin core
+The fixture ``golden_vectors.json`` is derived here from the Python code (lrf/prng.py,
+models/flow.py, models/reference.py) and committed twice: as a JUnit resource of the Kotlin core
 and as an XCTest resource of LRFKit. These tests re-derive it and require both copies to be
 byte-identical, then (where kotlinc is installed) compile the Kotlin core and run its JUnit tests,
 which check the Kotlin port against the same file. Swift runs the same checks in the macOS
@@ -9,7 +9,7 @@ workflow (.github/workflows/ios.yml).
 
 Exactness: PRNG words and uniforms, the schedule, the Euler update and the pixel conversion are
 compared bit for bit; normals to within 1e-6 (libm ``log``/``cos``/``sin`` may differ in the last
-float64 bit across platforms, see runtime/prng.py).
+float64 bit across platforms, see lrf/prng.py).
 
 Regenerate after a deliberate spec change:  .venv/bin/python tests/test_cross_language.py --write
 """
@@ -47,7 +47,7 @@ def _floats(values) -> list[float]:
 
 
 def _prng_case(seed: int, n: int) -> dict:
-    from lrf.runtime import prng
+    from lrf import prng
     return {"seed": str(seed), "n": n,
             "words": [f"{int(w):016x}" for w in prng.words(seed, n)],
             "uniform_bits": _f32_bits(prng.uniform(seed, n)),
@@ -58,7 +58,7 @@ def _prng_case(seed: int, n: int) -> dict:
 def _pixel_case() -> dict:
     """Float NCHW in [-1, 1] (plus out-of-range and rounding-edge values) -> uint8 NHWC."""
     import torch
-    from lrf.models.pipeline import to_uint8
+    from lrf.models.reference import to_uint8
     h, w = 4, 5
     edges = [-1.0, 1.0, 0.0, -2.0, 3.5, 0.5 / 127.5 - 1.0, 1.5 / 127.5 - 1.0, 127.0 / 127.5 - 1.0,
              -0.99999994, 0.99999994]
@@ -74,7 +74,7 @@ def _euler_case() -> dict:
     """A full Euler trajectory with a fixed fake velocity, done with torch exactly as euler_sample."""
     import torch
     from lrf.models.flow import timesteps
-    from lrf.runtime import prng
+    from lrf import prng
     n, steps, shift = 64, 8, 3.0
     z = torch.from_numpy(prng.normal(42, n))
     v = torch.from_numpy(prng.normal(7, n))
@@ -89,7 +89,7 @@ def _euler_case() -> dict:
 def build_fixture() -> dict:
     """The golden vectors, derived from the Python reference code."""
     from lrf.models.flow import timesteps
-    from lrf.runtime import prng
+    from lrf import prng
     cases = [_prng_case(s, 16) for s in PRNG_SEEDS] + [_prng_case(3, 7)]   # odd n: truncated pair
     schedule = [{"steps": n, "shift": s,
                  "timestep_bits": _f32_bits(timesteps(n, s).numpy()),
@@ -137,7 +137,7 @@ def test_schedule_formula_the_apps_use_equals_torch(shift):
 
 def test_fixture_is_sensitive_to_the_spec():
     """The fixture pins the spec: a changed constant or a changed shift changes it."""
-    from lrf.runtime import prng
+    from lrf import prng
     base = _prng_case(42, 16)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(prng, "GAMMA", np.uint64(0x9E3779B97F4A7C17))
@@ -157,7 +157,8 @@ def test_sample_manifest_copies_are_identical():
 
 def test_runtime_euler_update_matches_reference():
     """The numpy runtime's Euler update (what the apps mirror) gives the fixture's bits too."""
-    from lrf.runtime import prng, scheduler
+    from lrf import prng
+    from lrf.runtime import scheduler
     e = build_fixture()["euler"]
     z = prng.normal(42, e["n"])
     v = prng.normal(7, e["n"])
@@ -171,7 +172,7 @@ def _export_tiny_bundle(checkpoint: str, out: str) -> str | None:
     """A small fp32 ONNX bundle (fused N=4) from the tiny test checkpoint, written by the real
     exporter with few parity images to keep it quick; None if the exporter is not installed."""
     try:
-        from lrf.exporter.pipeline import export_bundle
+        from lrf.exporter.export import export_bundle
     except ImportError:
         return None
     return str(export_bundle("onnx", checkpoint=checkpoint, out=out, steps=[4], parity_images=2,
@@ -209,7 +210,7 @@ def test_kotlin_core_accepts_an_exported_bundle(kotlin_run):
     sha256 of every file, golden RNG/timesteps/noise, pixel conversion of the golden image."""
     assert kotlin_run["export_error"] is None, f"export failed: {kotlin_run['export_error']}"
     if kotlin_run["bundle"] is None:
-        pytest.skip("lrf.exporter.pipeline is not available, so there is no bundle to check")
+        pytest.skip("lrf.exporter.export is not available, so there is no bundle to check")
     out = kotlin_run["out"]
     assert kotlin_run["rc"] == 0, f"Kotlin bundle check failed:\n{out[-4000:]}"
     for line in ("ok   load:", "ok   rng:", "ok   timesteps:", "ok   noise:", "ok   pixels:"):

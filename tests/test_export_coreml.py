@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from lrf.exporter import parity
-from lrf.exporter.pipeline import export_bundle
+from lrf.exporter.export import export_bundle
 from lrf.exporter.targets import coreml, coreml_sim, get_target
 from lrf.exporter.wrappers import build_graphs, example_inputs, graph_io
 from lrf.models.checkpoint import load_checkpoint

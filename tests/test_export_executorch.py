@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from lrf.exporter import parity
-from lrf.exporter.pipeline import export_bundle
+from lrf.exporter.export import export_bundle
 from lrf.exporter.targets import executorch as et_target
 from lrf.exporter.wrappers import build_graphs
 from lrf.models.checkpoint import load_checkpoint

@@ -15,7 +15,7 @@ import pytest
 from lrf.exporter import parity
 from lrf.exporter.cli import main
 from lrf.exporter.onnx_int8 import choose
-from lrf.exporter.pipeline import export_bundle
+from lrf.exporter.export import export_bundle
 from lrf.runtime import sha256_file
 
 _BUNDLES: dict = {}
@@ -114,7 +114,7 @@ def test_loop_and_unrolled_generators_agree(fp32, tmp_path):
     import onnxruntime as ort
 
     from lrf.exporter.onnx_compose import compose_generator
-    from lrf.runtime import prng
+    from lrf import prng
 
     m = _manifest(fp32)
     assert m["graphs"]["generator_3"]["form"] == "loop"
@@ -235,14 +235,14 @@ def test_parity_gate_refuses_and_writes_nothing(tiny_checkpoint, tmp_path, monke
 def test_trajectories_are_the_reference(tiny_checkpoint):
     from lrf.exporter.calibration import record_trajectories
     from lrf.models.checkpoint import load_checkpoint
-    from lrf.models.pipeline import generate, to_uint8
+    from lrf.models.reference import generate, to_uint8
 
     ckpt = load_checkpoint(tiny_checkpoint)
     tr = record_trajectories(ckpt, [1, 2, 3], [5, 6, 7], steps=3)
     assert tr.latents.shape == (4, 3, 4, 4, 4) and tr.velocities.shape == (3, 3, 4, 4, 4)
     np.testing.assert_array_equal(tr.images, to_uint8(generate(ckpt, [1, 2, 3], [5, 6, 7],
                                                                steps=3)))
-    np.testing.assert_array_equal(tr.latents[0, 1], __import__("lrf.runtime.prng").runtime.prng
+    np.testing.assert_array_equal(tr.latents[0, 1], __import__("lrf.prng").runtime.prng
                                   .noise([6], (4, 4, 4))[0])
     assert [f["t"][0] for f in tr.step_feeds()] == list(tr.times[:3])
 

@@ -128,7 +128,7 @@ def test_diffusers_scheduler_matches_our_schedule(steps, shift):
 
 def test_pipeline_equals_reference_sampler(tiny_checkpoint):
     from lrf.models.checkpoint import load_checkpoint
-    from lrf.models.pipeline import LRFPipeline, generate
+    from lrf.models.reference import LRFPipeline, generate
 
     ck = load_checkpoint(tiny_checkpoint)
     ref = generate(ck, [1, 7], [0, 42], steps=6, guidance=2.0)

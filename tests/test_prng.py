@@ -1,4 +1,4 @@
-"""The portable PRNG (runtime/prng.py) against an independent pure-Python reading of its SPEC."""
+"""The portable PRNG (lrf/prng.py) against an independent pure-Python reading of its SPEC."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from lrf.exporter.golden import rng_vectors
-from lrf.runtime import prng
+from lrf import prng
 
 MASK = 2**64 - 1
 

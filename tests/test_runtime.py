@@ -13,7 +13,8 @@ import threading
 import numpy as np
 import pytest
 
-from lrf.runtime import GenerationCancelled, Generator, get_backend, prng, scheduler
+from lrf import prng
+from lrf.runtime import GenerationCancelled, Generator, get_backend, scheduler
 from test_export_onnx import build_bundle
 
 
@@ -35,7 +36,7 @@ def _psnr(a, b):
 
 def _reference(ckpt_dir, labels, seeds, steps):
     from lrf.models.checkpoint import load_checkpoint
-    from lrf.models.pipeline import generate, to_uint8
+    from lrf.models.reference import generate, to_uint8
 
     return to_uint8(generate(load_checkpoint(ckpt_dir), labels, seeds, steps=steps))
 
@@ -55,7 +56,7 @@ class Block(importlib.abc.MetaPathFinder):
             raise ImportError('torch is blocked in this test: ' + name)
 sys.meta_path.insert(0, Block())
 from lrf.runtime import Generator
-from lrf.models.generate import main
+from lrf.generate import main
 bundle, png = sys.argv[1], sys.argv[2]
 with Generator.load(bundle) as gen:
     a = gen.generate('cat', 3, mode='fused', steps=2)

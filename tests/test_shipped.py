@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lrf.models.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
-from lrf.models.pipeline import generate, to_uint8
+from lrf.models.reference import generate, to_uint8
 
 
 @pytest.fixture(scope="module")
@@ -46,14 +46,14 @@ def test_samples_differ_by_class(samples):
     assert d[~torch.eye(10, dtype=bool)].min() > 0.02
     # the shipped classifier recognises the conditioning class well above chance (10%); it is
     # blur-sensitive, so even real images after our autoencoder round trip score only ~28%
-    from lrf.training.evaluate import class_fidelity
+    from lrf.models.classifier import class_fidelity
 
     fid = class_fidelity(to_uint8(x), labels)
     assert fid >= 0.2, fid
 
 
 def test_shipped_classifier_accuracy_recorded():
-    from lrf.training.classifier import load_classifier
+    from lrf.models.classifier import load_classifier
 
     _, meta = load_classifier()
     assert float(meta["test_accuracy"]) >= 0.85

@@ -30,14 +30,6 @@ from lrf.cli import Parser
 PROBE_PER_CLASS = 100
 
 
-def class_fidelity(images_u8: np.ndarray, labels, classifier_path: str | None = None) -> float:
-    """Fraction of uint8 NHWC 32x32 images that the shipped classifier assigns to ``labels``."""
-    from lrf.training.classifier import accuracy, load_classifier
-
-    model, _ = load_classifier(classifier_path)
-    return accuracy(model, images_u8, np.asarray(labels))
-
-
 def _split_test(test):
     per_class_idx = np.zeros(len(test.labels), dtype=np.int64)
     for c in np.unique(test.labels):
@@ -48,7 +40,7 @@ def _split_test(test):
 
 
 def _round_trip(codec, images_u8: np.ndarray) -> np.ndarray:
-    from lrf.models.pipeline import to_uint8
+    from lrf.models.reference import to_uint8
     from lrf.training.data import to_tensor_range
 
     out = []
@@ -69,7 +61,7 @@ def _blur(images_u8: np.ndarray) -> np.ndarray:
 
 
 def _sample(ckpt, per_class: int, steps: int, guidance: float, batch: int = 500) -> tuple[np.ndarray, np.ndarray]:
-    from lrf.models.pipeline import generate, to_uint8
+    from lrf.models.reference import generate, to_uint8
 
     labels = np.repeat(np.arange(len(ckpt.classes)), per_class)
     seeds = np.tile(np.arange(per_class), len(ckpt.classes))
@@ -84,7 +76,7 @@ def evaluate(checkpoint: str | None, data: str, classifier: str | None = None,
              per_class: int = PROBE_PER_CLASS, sweep: bool = True, log=print) -> dict:
     from lrf.models.checkpoint import checkpoint_sha256, load_checkpoint
     from lrf.training.ae import reconstruction_mse
-    from lrf.training.classifier import frechet_distance, load_classifier, logits_and_features
+    from lrf.models.classifier import frechet_distance, load_classifier, logits_and_features
     from lrf.training.data import load_image_folder
 
     t0 = time.time()

@@ -1,6 +1,6 @@
 import Foundation
 
-/// Portable noise: a line-by-line mirror of runtime/prng.py and android_demo/core Prng.kt
+/// Portable noise: a line-by-line mirror of lrf/prng.py and android_demo/core Prng.kt
 /// (runtime/BUNDLE.md section 4). Words and uniforms are bit-exact with Python; normals agree to
 /// within 1e-6 (platform libm `log`/`cos`/`sin` may differ in the last float64 bit).
 public enum PRNG {

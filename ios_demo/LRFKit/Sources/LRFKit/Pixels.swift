@@ -5,7 +5,7 @@ public enum Pixels {
     static let opaque: UInt32 = 0xFF00_0000
 
     /// One value in [-1, 1] -> 0..255: floor((clamp(x) + 1) * 127.5 + 0.5) in float32 (round
-    /// half up, as models/pipeline.py `to_uint8`). NaN maps to 0.
+    /// half up, as models/reference.py `to_uint8`). NaN maps to 0.
     public static func byteValue(_ x: Float) -> UInt32 {
         if x.isNaN { return 0 }
         let c: Float = x < -1 ? -1 : (x > 1 ? 1 : x)

@@ -31,7 +31,7 @@ class DirectorySource(val root: File) : BundleSource {
     }
 }
 
-/** Checks every listed file's size and sha256, as runtime/bundle.py `verify_files` does. */
+/** Checks every listed file's size and sha256, as runtime/manifest.py `verify_files` does. */
 object BundleVerifier {
     /**
      * Reads and validates `manifest.json` from [source], then (if [verify]) checks every listed

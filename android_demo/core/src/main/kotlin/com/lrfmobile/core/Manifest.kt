@@ -16,7 +16,7 @@ class GoldenSpec(
 
 /**
  * A bundle's manifest.json, parsed and validated (runtime/BUNDLE.md, schema v1). Mirrors
- * runtime/bundle.py `read_manifest` + `open_bundle` (minus the file checks, see [BundleVerifier]).
+ * runtime/manifest.py `read_manifest` + `open_bundle` (minus the file checks, see [BundleVerifier]).
  *
  * Everything an app needs comes from here: graph files, tensor names/shapes/dtypes, class names,
  * latent and image sizes, default steps/guidance, the scheduler shift and the exported fused N.

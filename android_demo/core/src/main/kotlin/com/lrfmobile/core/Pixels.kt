@@ -8,7 +8,7 @@ object Pixels {
     private const val OPAQUE = -0x1000000 // 0xFF000000
 
     /** One value in [-1, 1] -> 0..255: floor((clamp(x) + 1) * 127.5 + 0.5) in float32, as
-     *  models/pipeline.py `to_uint8` rounds (half up). NaN maps to 0. */
+     *  models/reference.py `to_uint8` rounds (half up). NaN maps to 0. */
     fun toByteValue(x: Float): Int {
         if (x.isNaN()) return 0
         val c = if (x < -1f) -1f else if (x > 1f) 1f else x

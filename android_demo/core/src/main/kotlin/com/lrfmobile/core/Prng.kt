@@ -1,7 +1,7 @@
 package com.lrfmobile.core
 
 /**
- * Portable noise: a line-by-line mirror of runtime/prng.py (its docstring is the spec).
+ * Portable noise: a line-by-line mirror of lrf/prng.py (its docstring is the spec).
  *
  * Seeds and words are unsigned 64-bit values carried in a [Long] (two's complement): the
  * arithmetic wraps exactly like uint64, and shifts use `ushr`. Words and uniforms are bit-exact

@@ -1,6 +1,6 @@
 """The PyTorch reference path: :func:`generate` and the diffusers-style :class:`LRFPipeline`.
 
-Noise always comes from the portable PRNG (``lrf.runtime.prng``), one seed per image, so the
+Noise always comes from the portable PRNG (``lrf.prng``), one seed per image, so the
 reference, the exported graphs and the phone runtimes start from identical latents.
 """
 
@@ -17,7 +17,7 @@ from lrf.models.checkpoint import Checkpoint, load_checkpoint
 from lrf.models.codec import Codec
 from lrf.models.flow import euler_sample, guided_velocity
 from lrf.models.lrf import LRFModel
-from lrf.runtime import prng
+from lrf import prng
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:

@@ -14,7 +14,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from lrf.exporter import bundle as bw
+from lrf.exporter import writer as bw
 from lrf.exporter import golden, parity
 from lrf.exporter.calibration import (CALIBRATION_SEED0, FIDELITY_SEED0, PARITY_SEED0,
                                       SELECTION_SEED0, fixed_cases, record_trajectories)
@@ -105,7 +105,7 @@ def export_bundle(target: str, checkpoint: str | None = None, out: str | Path | 
             for name, res in per_graph.items():
                 manifest["graphs"][name]["parity"] = res
             manifest["parity"] = {
-                "reference": "pytorch float32 (lrf.models.pipeline.generate)",
+                "reference": "pytorch float32 (lrf.models.reference.generate)",
                 "cases": {"seeds": seeds, "labels": labels,
                           "guidance": float(ckpt.sampling["guidance"])},
                 "bars": {"image_psnr_db": bar, "class_fidelity_drop": parity.CLASS_FIDELITY_DROP,

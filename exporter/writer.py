@@ -17,7 +17,9 @@ import numpy as np
 from lrf.exporter.targets import GraphRecord, Target
 from lrf.models.checkpoint import Checkpoint, checkpoint_sha256
 from lrf.models.lrf import count_parameters
-from lrf.runtime import MANIFEST, SCHEMA, SCHEMA_VERSION, prng, scheduler, sha256_file
+from lrf import prng
+from lrf.digest import sha256_file
+from lrf.runtime import MANIFEST, SCHEMA, SCHEMA_VERSION, scheduler
 
 
 def temp_dir_for(out: Path) -> Path:

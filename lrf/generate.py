@@ -101,7 +101,7 @@ class _Progress:
 
 def _torch_images(args, labels, seeds):
     from lrf.models.checkpoint import load_checkpoint
-    from lrf.models.pipeline import generate, to_uint8
+    from lrf.models.reference import generate, to_uint8
 
     ckpt = load_checkpoint(args.checkpoint)
     labels = [ckpt.class_index(c) for c in labels] if labels else None

@@ -15,19 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
+from lrf.digest import sha256_file  # noqa: F401  (re-exported by lrf.runtime)
+
 SCHEMA = "lrf-bundle"
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 DTYPES = {"float32": np.float32, "int32": np.int32, "uint8": np.uint8}
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """Lowercase hex sha256 of one file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)
