@@ -1,10 +1,11 @@
-"""``lrf-train``: ``ae`` (Stage 1 autoencoder), ``cache`` (latent cache), ``flow`` (Stage 2)."""
+"""``lrf-train``: ``ae`` (Stage 1 autoencoder), ``cache`` (latent cache), ``flow`` (Stage 2),
+``distill`` (Stage 5 turbo student), ``classifier``."""
 
 from __future__ import annotations
 
 import argparse
 
-from lrf.cli import Parser
+from lrf.cli import Parser, entry
 import sys
 
 
@@ -51,6 +52,41 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--limit", type=_positive_int, default=None, help="use the first N latents")
     f.add_argument("--no-bf16", action="store_true", help="fp32 math (about 10x slower here)")
 
+    d = sub.add_parser("decoder", help="fine-tune only the codec's decoder (MSE + patch GAN)")
+    d.add_argument("--codec", required=True, help="codec.safetensors or a folder holding it")
+    d.add_argument("--data", required=True, help="image-folder dir or .tar/.tar.gz of one")
+    d.add_argument("--out", required=True, help="run directory (resumes if it holds a state)")
+    d.add_argument("--epochs", type=_positive_int, default=6)
+    d.add_argument("--batch-size", type=_positive_int, default=64)
+    d.add_argument("--lr", type=float, default=1e-4)
+    d.add_argument("--adv-weight", type=float, default=0.3, help="0 for no adversarial loss")
+    d.add_argument("--adv-start", type=int, default=300, help="MSE-only steps before the GAN")
+    d.add_argument("--fm-weight", type=float, default=0.5, help="discriminator feature matching")
+    d.add_argument("--fft-weight", type=float, default=0.05, help="amplitude-spectrum L1")
+    d.add_argument("--disc-width", type=_positive_int, default=32)
+    d.add_argument("--save-every", type=_positive_int, default=200, help="steps between states")
+    d.add_argument("--threads", type=_positive_int, default=None, help="torch.set_num_threads")
+    d.add_argument("--no-bf16", action="store_true", help="train in fp32 (about 2x slower here)")
+    d.add_argument("--hflip", action="store_true", help="also train on flipped images")
+    d.add_argument("--limit-per-class", type=_positive_int, default=None)
+
+    ds = sub.add_parser("distill", help="distil the guided teacher into a few-step turbo student")
+    ds.add_argument("--teacher", default="models/weights/cifar10", help="teacher checkpoint folder")
+    ds.add_argument("--out", required=True, help="run directory (resumes trajectories and training)")
+    ds.add_argument("--trajectories", type=_positive_int, default=8192,
+                   help="teacher 50-step trajectories to make (chunks of 512, resumable)")
+    ds.add_argument("--steps", type=_positive_int, default=3000, help="student optimiser steps")
+    ds.add_argument("--batch-size", type=_positive_int, default=256)
+    ds.add_argument("--lr", type=float, default=2e-4)
+    ds.add_argument("--eval-every", type=_positive_int, default=250)
+    ds.add_argument("--default-steps", type=_positive_int, default=4,
+                   help="sampling steps written into the student checkpoint")
+    ds.add_argument("--skip-trajectories", action="store_true",
+                    help="train on the chunks present (re-read at every eval) while another "
+                         "process makes the rest")
+    ds.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads")
+    ds.add_argument("--no-bf16", action="store_true", help="fp32 math (about 2x slower here)")
+
     k = sub.add_parser("classifier", help="train the small CIFAR-10 classifier used by lrf-eval")
     k.add_argument("--data", required=True)
     k.add_argument("--out", required=True)
@@ -59,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@entry("lrf-train")  # one error line, Ctrl-C 130; no traceback (lrf/cli.py)
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -76,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
             res = build_latent_cache(args.codec, args.data, args.out, hflip=not args.no_flip,
                                      limit_per_class=args.limit_per_class)
             print(f"cached {res['count']} latents of shape {res['shape']} -> {args.out}")
+        elif args.cmd == "decoder":
+            _run_decoder(args)
         elif args.cmd == "classifier":
             from lrf.training.classifier import train_classifier
 
@@ -84,10 +123,46 @@ def main(argv: list[str] | None = None) -> int:
             print(f"done: test accuracy {res['test_accuracy']:.4f} in {res['seconds']:.0f}s")
         elif args.cmd == "flow":
             _run_flow(args)
+        elif args.cmd == "distill":
+            _run_distill(args)
     except (ValueError, FileNotFoundError) as e:
         print(f"lrf-train: error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def _run_decoder(args) -> None:
+    import torch
+
+    from lrf.training.decoder import DecoderConfig, train_decoder
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = DecoderConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                        adv_weight=args.adv_weight, adv_start=args.adv_start,
+                        fm_weight=args.fm_weight, fft_weight=args.fft_weight,
+                        disc_width=args.disc_width, bf16=not args.no_bf16, hflip=args.hflip,
+                        limit_per_class=args.limit_per_class)
+    res = train_decoder(args.codec, args.data, args.out, cfg, save_every=args.save_every)
+    print(f"done: {res['steps']} steps in {res['seconds']:.0f}s, test MSE {res['test_mse']:.5f}; "
+          f"codec in {args.out}/codec.safetensors")
+
+
+def _run_distill(args) -> None:
+    import torch
+
+    from lrf.training.distill import DistillConfig, TrajectoryConfig, train_distill
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    traj = TrajectoryConfig(count=args.trajectories, bf16=not args.no_bf16)
+    cfg = DistillConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                        eval_every=args.eval_every, default_steps=args.default_steps,
+                        bf16=not args.no_bf16)
+    res = train_distill(args.teacher, args.out, traj, cfg, skip_trajectories=args.skip_trajectories)
+    print(f"done: {res['steps']} student steps in {res['seconds']:.0f}s "
+          f"({res['wall_seconds_incl_trajectories']:.0f}s this run incl. trajectories); "
+          f"checkpoint in {args.out}/checkpoint")
 
 
 def _run_flow(args) -> None:

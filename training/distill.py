@@ -75,9 +75,13 @@ def make_trajectories(teacher_dir: str, out_dir: str, cfg: TrajectoryConfig, log
 
     os.makedirs(out_dir, exist_ok=True)
     meta_path = os.path.join(out_dir, "trajectories.json")
-    want = {"teacher": os.path.abspath(teacher_dir), "config": asdict(cfg), "steps": TEACHER_STEPS}
+    # ``count`` may grow between runs: chunk i is a pure function of (seed, i).
+    want = {"teacher": os.path.abspath(teacher_dir), "steps": TEACHER_STEPS,
+            "config": {k: v for k, v in asdict(cfg).items() if k != "count"}}
     if os.path.isfile(meta_path):
-        have = json.load(open(meta_path))
+        with open(meta_path) as fh:
+            have = json.load(fh)
+        have.get("config", {}).pop("count", None)
         if have != want:
             raise ValueError(f"{meta_path}: made with {have}, not {want}; use another --out")
     else:
@@ -106,12 +110,14 @@ def make_trajectories(teacher_dir: str, out_dir: str, cfg: TrajectoryConfig, log
     return cfg.count
 
 
-def load_trajectories(out_dir: str, limit: int | None = None):
+def load_trajectories(out_dir: str, limit: int | None = None, skip: int = 0):
+    """The chunks in ``out_dir`` (after the first ``skip``): states [N, S+1, C, H, W], labels [N],
+    guidance [N]."""
     from safetensors.torch import load_file
 
-    files = sorted(glob.glob(os.path.join(out_dir, "chunk_*.safetensors")))
+    files = sorted(glob.glob(os.path.join(out_dir, "chunk_*.safetensors")))[skip:]
     if not files:
-        raise FileNotFoundError(f"no trajectory chunks in {out_dir!r}")
+        raise FileNotFoundError(f"no trajectory chunks in {out_dir!r} (after the first {skip})")
     parts = [load_file(f) for f in files]
     st = torch.cat([p["states"] for p in parts])
     y = torch.cat([p["labels"] for p in parts])
@@ -119,3 +125,184 @@ def load_trajectories(out_dir: str, limit: int | None = None):
     if limit is not None:
         st, y, w = st[:limit], y[:limit], w[:limit]
     return st, y, w
+
+
+################################################################################
+#                              Student training                                #
+################################################################################
+
+STEP_SIZES = (1.0, 0.5, 0.25, 0.125)   # 1, 2, 4 and 8 steps from one set of weights
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    steps: int = 4000
+    batch_size: int = 256
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    warmup: int = 200
+    ema: float = 0.999
+    grid_frac: float = 0.75       # share of samples whose (t, d) lie on a 1/2/4/8-step grid
+    val_chunks: int = 1           # trajectory chunks held out (the first ones) for the val metric
+    eval_every: int = 250
+    bf16: bool = True
+    seed: int = 0
+    default_steps: int = 4        # sampling default written into the checkpoint
+
+    def __post_init__(self):
+        if min(self.steps, self.batch_size, self.eval_every) < 1 or not self.lr > 0:
+            raise ValueError(f"DistillConfig: steps, batch_size, eval_every and lr must be positive, got {self}")
+        if not 0 <= self.grid_frac <= 1 or not 0 <= self.ema < 1:
+            raise ValueError("DistillConfig: grid_frac and ema must lie in [0, 1]")
+
+
+def state_at(states: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Teacher state at time t [B] from its Euler polyline states [B, S+1, ...] (t_j = 1 - j/S):
+    exact, because an Euler path is linear between its steps."""
+    s = states.shape[1] - 1
+    p = ((1.0 - t) * s).clamp(0, s)
+    j = p.floor().long().clamp(max=s - 1)
+    frac = (p - j).view(-1, *([1] * (states.dim() - 2)))
+    ar = torch.arange(len(t))
+    return states[ar, j] + frac * (states[ar, j + 1] - states[ar, j])
+
+
+def sample_segments(n: int, g: torch.Generator, grid_frac: float):
+    """(t, d) pairs: on a 1/2/4/8-step grid with probability ``grid_frac``, else d from the
+    same sizes and t uniform in [d, 1]."""
+    sizes = torch.tensor(STEP_SIZES)
+    d = sizes[torch.randint(0, len(sizes), (n,), generator=g)]
+    k = torch.floor(torch.rand(n, generator=g) * (1.0 / d))          # 0 .. 1/d - 1
+    t_grid = 1.0 - k * d
+    t_free = d + (1.0 - d) * torch.rand(n, generator=g)
+    on_grid = torch.rand(n, generator=g) < grid_frac
+    return torch.where(on_grid, t_grid, t_free), d
+
+
+def student_from_teacher(teacher):
+    """The teacher's weights in a guidance- and step-conditioned core (new embeddings zero)."""
+    from dataclasses import replace
+
+    from lrf.models.lrf import LRFModel
+
+    cfg = replace(teacher.cfg, guidance_embed=True, step_embed=True)
+    student = LRFModel.from_lrf_config(cfg)
+    missing, unexpected = student.load_state_dict(teacher.state_dict(), strict=False)
+    if unexpected or any(not k.startswith(("guidance_embed.", "step_embed.")) for k in missing):
+        raise ValueError(f"teacher weights do not fit the student: missing {missing}, unexpected {unexpected}")
+    return student
+
+
+def distill_loss(student, states, labels, guidance, t, d):
+    z_t = state_at(states, t)
+    target = (z_t - state_at(states, t - d)) / d.view(-1, 1, 1, 1)
+    v = student(z_t, t, labels, guidance=guidance, step=d)
+    return ((v.float() - target) ** 2).mean()
+
+
+@torch.no_grad()
+def few_step_error(model, states, labels, guidance, steps: int) -> float:
+    """MSE between the student's N-step sample and the teacher's 50-step final latent."""
+    from lrf.models.flow import euler_sample
+
+    z = euler_sample(model, states[:, 0].clone(), labels, steps=steps, guidance=guidance,
+                     null_class=model.cfg.null_class)
+    return float(((z - states[:, -1]) ** 2).mean())
+
+
+def train_distill(teacher_dir: str, out_dir: str, traj: TrajectoryConfig, cfg: DistillConfig,
+                  log=print, skip_trajectories: bool = False) -> dict:
+    """Make (or resume) the teacher trajectories, then train (or resume) the student. Writes
+    ``out_dir/checkpoint`` (EMA weights) at every eval, the JSON-lines log and loss curves.
+    With ``skip_trajectories`` it trains on the chunks present and re-reads the folder at every
+    eval, so it can run beside a trajectory job that is still adding chunks."""
+    from lrf.models.checkpoint import load_checkpoint, save_checkpoint
+    from lrf.models.lrf import count_parameters
+    from lrf.training.common import EMA, append_log, cosine_lr, load_state, plot_curve, save_state
+
+    os.makedirs(out_dir, exist_ok=True)
+    t_start = time.time()
+    traj_dir = os.path.join(out_dir, "trajectories")
+    if not skip_trajectories:
+        make_trajectories(teacher_dir, traj_dir, traj, log)
+    from safetensors.torch import load_file
+
+    files = sorted(glob.glob(os.path.join(traj_dir, "chunk_*.safetensors")))
+    if len(files) <= cfg.val_chunks:
+        raise FileNotFoundError(f"{traj_dir}: {len(files)} trajectory chunk(s); need more than "
+                                f"the {cfg.val_chunks} held out for validation")
+    val = tuple(torch.cat(x) for x in zip(*[(p["states"], p["labels"], p["guidance"])
+                                             for p in map(load_file, files[:cfg.val_chunks])]))
+    states, labels, guidance = load_trajectories(traj_dir, skip=cfg.val_chunks)
+    n_train = len(states)
+    ckpt = load_checkpoint(teacher_dir)
+    torch.manual_seed(cfg.seed)
+    model = student_from_teacher(ckpt.model)
+    ema = EMA(model, cfg.ema)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    state_path = os.path.join(out_dir, "distill_state.pt")
+    log_path = os.path.join(out_dir, "distill_log.jsonl")
+    step, spent = 0, 0.0
+    if os.path.isfile(state_path):
+        st = load_state(state_path)
+        if st["config"] != asdict(cfg):
+            raise ValueError(f"{state_path}: resume state was made with {st['config']}, not "
+                             f"{asdict(cfg)}; use another --out or the same options")
+        model.load_state_dict(st["model"])
+        ema.load_state_dict(st["ema"])
+        opt.load_state_dict(st["opt"])
+        step, spent = int(st["step"]), float(st["seconds"])
+        log(f"resumed from {state_path} at step {step}")
+    bar = tqdm(range(step, cfg.steps), desc="distill", initial=step, total=cfg.steps, mininterval=10)
+    t0 = time.time()
+    for step in bar:
+        model.train()
+        g = torch.Generator().manual_seed(cfg.seed * 7_919 + step)
+        idx = torch.randint(0, n_train, (cfg.batch_size,), generator=g)
+        t, d = sample_segments(cfg.batch_size, g, cfg.grid_frac)
+        lr = cosine_lr(step, cfg.steps, cfg.lr, cfg.warmup)
+        for grp in opt.param_groups:
+            grp["lr"] = lr
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            loss = distill_loss(model, states[idx], labels[idx], guidance[idx], t, d)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        ema.update(model)
+        if (step + 1) % 20 == 0:
+            append_log(log_path, {"step": step + 1, "loss": float(loss), "lr": lr})
+            bar.set_postfix(loss=f"{float(loss):.4f}")
+        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
+            seconds = spent + time.time() - t0
+            rec = {"step": step + 1, "seconds": seconds}
+            sd = model.state_dict()
+            model.load_state_dict(ema.state_dict())
+            model.eval()
+            for n in (1, 2, 4, 8):
+                rec[f"val_mse_{n}step"] = few_step_error(model, *val, steps=n)
+            model.load_state_dict(sd)
+            append_log(log_path, rec)
+            log(" ".join(f"{k} {v:.4g}" for k, v in rec.items()))
+            save_state(state_path, {"model": model.state_dict(), "ema": ema.state_dict(),
+                                    "opt": opt.state_dict(), "step": step + 1, "seconds": seconds,
+                                    "config": asdict(cfg)})
+            save_checkpoint(os.path.join(out_dir, "checkpoint"), model, ckpt.codec, ckpt.classes,
+                            sampling={"steps": cfg.default_steps, "guidance": 3.0, "shift": 1.0},
+                            state_dict=ema.state_dict(),
+                            training={"distill": asdict(cfg), "trajectories": asdict(traj),
+                                      "teacher": os.path.relpath(teacher_dir),
+                                      "method": "trajectory distillation, step-size conditioned",
+                                      "steps_done": step + 1, "seconds": round(seconds),
+                                      "parameters": count_parameters(model)})
+            if skip_trajectories:   # pick up chunks a concurrent trajectory job has added
+                states, labels, guidance = load_trajectories(traj_dir, skip=cfg.val_chunks)
+                n_train = len(states)
+            append_log(log_path, {"step": step + 1, "train_trajectories": n_train})
+            plot_curve(log_path, os.path.join(out_dir, "distill_loss.png"), "loss",
+                       "Stage 5 turbo student: trajectory-distillation loss")
+            for n in (1, 4):
+                plot_curve(log_path, os.path.join(out_dir, f"distill_val_{n}step.png"),
+                           f"val_mse_{n}step", f"held-out {n}-step latent MSE vs teacher@50")
+    return {"steps": cfg.steps, "seconds": spent + time.time() - t0,
+            "wall_seconds_incl_trajectories": time.time() - t_start}

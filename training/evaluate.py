@@ -25,7 +25,7 @@ import time
 import numpy as np
 import torch
 
-from lrf.cli import Parser
+from lrf.cli import Parser, entry
 
 PROBE_PER_CLASS = 100
 
@@ -73,7 +73,8 @@ def _sample(ckpt, per_class: int, steps: int, guidance: float, batch: int = 500)
 
 
 def evaluate(checkpoint: str | None, data: str, classifier: str | None = None,
-             per_class: int = PROBE_PER_CLASS, sweep: bool = True, log=print) -> dict:
+             per_class: int = PROBE_PER_CLASS, sweep: bool = True, log=print,
+             teacher: str | None = None) -> dict:
     from lrf.models.checkpoint import checkpoint_sha256, load_checkpoint
     from lrf.training.ae import reconstruction_mse
     from lrf.models.classifier import frechet_distance, load_classifier, logits_and_features
@@ -103,7 +104,11 @@ def evaluate(checkpoint: str | None, data: str, classifier: str | None = None,
 
     steps, guidance = int(ckpt.sampling["steps"]), float(ckpt.sampling["guidance"])
     configs = [(steps, guidance)]
-    if sweep:
+    distilled = ckpt.config.guidance_embed
+    report["guidance_distilled"] = distilled
+    if sweep and distilled:   # a turbo student: its few-step range, and one guidance sweep
+        configs += [(s, 3.0) for s in (1, 2, 4, 8)] + [(steps, g) for g in (1.0, 2.0, 5.0)]
+    elif sweep:
         configs += [(50, g) for g in (1.0, 2.0, 3.0, 5.0)] + [(s, 3.0) for s in (4, 8, 16, 50)]
     results = {}
     for s, g in dict.fromkeys(configs):
@@ -121,6 +126,16 @@ def evaluate(checkpoint: str | None, data: str, classifier: str | None = None,
                 for c, name in enumerate(ckpt.classes)}
             report["default"] = {"steps": s, "guidance": g, **r}
     report["sweeps"] = results
+    if teacher is not None:   # the same cases through another checkpoint, side by side
+        tck = load_checkpoint(teacher)
+        ts, tg = int(tck.sampling["steps"]), float(tck.sampling["guidance"])
+        imgs, labels = _sample(tck, per_class, ts, tg)
+        r = score(imgs, labels)
+        r["fidelity_vs_round_trip"] = r["fidelity"] / report["ceiling_round_trip"]["fidelity"]
+        report["teacher"] = {"checkpoint": tck.path, "checkpoint_sha256": checkpoint_sha256(tck.path),
+                             "steps": ts, "guidance": tg, **r}
+        log(f"teacher {tck.path} at {ts} steps, guidance {tg:g}: fidelity {r['fidelity']:.3f}, "
+            f"FD {r['frechet']:.2f}")
     report["no_grey_images"] = all(v["std"] > 0.2 for v in report["per_class"].values())
     report["seconds"] = time.time() - t0
     return report
@@ -136,14 +151,18 @@ def build_parser():
     p.add_argument("--per-class", type=int, default=PROBE_PER_CLASS)
     p.add_argument("--no-sweep", action="store_true", help="only the checkpoint's default setting")
     p.add_argument("--json", default=None, help="write the report here too")
+    p.add_argument("--teacher", default=None,
+                   help="also score this checkpoint at its own defaults on the same cases "
+                        "(e.g. the 50-step teacher beside a turbo student)")
     return p
 
 
+@entry("lrf-eval")  # one error line, Ctrl-C 130; no traceback (lrf/cli.py)
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         report = evaluate(args.checkpoint, args.data, args.classifier, args.per_class,
-                          sweep=not args.no_sweep)
+                          sweep=not args.no_sweep, teacher=args.teacher)
     except (ValueError, FileNotFoundError) as e:
         print(f"lrf-eval: error: {e}", file=sys.stderr)
         return 2
