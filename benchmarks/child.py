@@ -156,6 +156,7 @@ def run_runtime(spec: dict) -> dict:
             "guidance": guidance, "batch": b, "hwm_kb": end["hwm_kb"],
             "artifact_bytes": sizes, "engine_version": version,
             "source_checkpoint_sha256": gen.manifest.get("source_checkpoint", {}).get("sha256"),
+            "guidance_distilled": bool(gen.manifest.get("model", {}).get("guidance_distilled")),
             "torch_imported": "torch" in sys.modules}
 
 
@@ -200,6 +201,7 @@ def run_torch(spec: dict) -> dict:
     out = {"load_s": load_s, **timing, "steps": n, "mode": "eager", "guidance": guidance,
            "batch": b, "hwm_kb": end["hwm_kb"], "engine_version": torch.__version__,
            "source_checkpoint_sha256": checkpoint_sha256(ckpt.path) if ckpt.path else None,
+           "guidance_distilled": bool(ckpt.config.guidance_embed),
            "artifact_bytes": {f: os.path.getsize(os.path.join(ckpt.path, f))
                               for f in ("lrf.safetensors", "codec.safetensors")
                               if ckpt.path and os.path.isfile(os.path.join(ckpt.path, f))}}

@@ -18,10 +18,11 @@ import sys
 import time
 from pathlib import Path
 
+from lrf.benchmarks.load import LoadMonitor
 from lrf.benchmarks import plan as P
 from lrf.benchmarks import report as R
 from lrf.benchmarks.limit import POLL_S, available_memory, format_size, parse_size, run_child
-from lrf.cli import Parser
+from lrf.cli import Parser, entry
 
 PROG = "lrf-bench"
 
@@ -163,6 +164,7 @@ def _machine(threads) -> dict:
             "load_average_start": os.getloadavg()}
 
 
+@entry(PROG)  # one error line, Ctrl-C 130; no traceback (lrf/cli.py)
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.device != "cpu":
@@ -182,6 +184,8 @@ def _run(args, argv: list[str]) -> int:
     ckpt, trained, plan, exports = _prepare(args, log)
 
     machine = _machine(args.threads)
+    monitor = LoadMonitor()
+    monitor.start()
     bare = run_child({"kind": "bare"}, limit, args.timeout)
     bare_kb = bare.peak_kb if bare.status == "ok" else None
     matmul = [_matmul(args)]
@@ -191,6 +195,7 @@ def _run(args, argv: list[str]) -> int:
     rows = []
     for i, c in enumerate(plan, 1):
         rows.append(_measure(c, args, ckpt, bare_kb, limit))
+        monitor.sample()
         log(f"[{i}/{len(plan)}] {_progress(rows[-1])}")
     for c in _batch_probes(rows, plan, args.max_batch):
         rows.append(_measure(c, args, ckpt, bare_kb, limit))
@@ -201,9 +206,11 @@ def _run(args, argv: list[str]) -> int:
     peak_gflops = max((m["gflops"] for m in matmul if "gflops" in m), default=None)
     R.add_ratios(rows, peak_gflops)
     machine["load_average_end"] = os.getloadavg()
-    busy = max(machine["load_average_start"][0], machine["load_average_end"][0])
-    state = "measured under load" if busy > 0.5 * (os.cpu_count() or 1) else "machine quiet"
+    quiet = monitor.finish()
+    busy = max(quiet["load_average_samples"])
+    state = "machine quiet" if quiet["quiet"] else "measured under load"
     report = {"command": [PROG, *argv], "machine": machine, "machine_state": state,
+              "quiet_check": quiet,
               "ram_limit_bytes": limit,
               "enforcement": {"method": "watchdog on /proc/<pid>/status VmHWM, SIGKILL above the "
                               "limit", "poll_s": POLL_S},
@@ -212,7 +219,7 @@ def _run(args, argv: list[str]) -> int:
               "trained_resolution": trained, "repeats": args.repeats, "warmup": args.warmup,
               "min_seconds": args.min_seconds,
               "checkpoint": ckpt.path if ckpt else None, "exports": exports, "rows": rows,
-              "fits": R.fits(rows, limit), "targets": R.target_checks(rows, trained)}
+              "fits": R.fits(rows, limit), "targets": R.target_checks(rows, trained, judged=quiet["quiet"])}
     _print_report(report, busy)
     if args.json:
         R.write_json(args.json, report)
@@ -284,6 +291,8 @@ def _print_report(rep: dict, busy: float) -> None:
     print()
     print(R.fits_text(rep["fits"]))
     print(R.checks_text(rep["targets"]))
+    for reason in rep["quiet_check"]["reasons"]:
+        print(f"not judged: measured under load: {reason}")
     if any(r.get("fraction_of_matmul_peak", 0) > 1 for r in rows):
         print("note: some rows exceed the measured GEMM peak: the peak was measured while the "
               "machine was busy, so %peak is not reliable in this run")

@@ -245,9 +245,11 @@ def train_distill(teacher_dir: str, out_dir: str, traj: TrajectoryConfig, cfg: D
     step, spent = 0, 0.0
     if os.path.isfile(state_path):
         st = load_state(state_path)
-        if st["config"] != asdict(cfg):
+        same = {k: v for k, v in st["config"].items() if k != "steps"}
+        if same != {k: v for k, v in asdict(cfg).items() if k != "steps"}:
             raise ValueError(f"{state_path}: resume state was made with {st['config']}, not "
-                             f"{asdict(cfg)}; use another --out or the same options")
+                             f"{asdict(cfg)}; use another --out or the same options "
+                             "(only --steps may change, to train longer)")
         model.load_state_dict(st["model"])
         ema.load_state_dict(st["ema"])
         opt.load_state_dict(st["opt"])
@@ -271,8 +273,8 @@ def train_distill(teacher_dir: str, out_dir: str, traj: TrajectoryConfig, cfg: D
         opt.step()
         ema.update(model)
         if (step + 1) % 20 == 0:
-            append_log(log_path, {"step": step + 1, "loss": float(loss), "lr": lr})
-            bar.set_postfix(loss=f"{float(loss):.4f}")
+            append_log(log_path, {"step": step + 1, "loss": float(loss.detach()), "lr": lr})
+            bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
         if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
             seconds = spent + time.time() - t0
             rec = {"step": step + 1, "seconds": seconds}
