@@ -126,14 +126,13 @@ def run_runtime(spec: dict) -> dict:
     load_s = time.perf_counter() - t
     phase("manifest", seconds=load_s)
     steps, guidance, mode = gen.resolve(spec["steps"], spec.get("guidance"), spec["mode"])
-    names = [f"generator_{steps}"] if mode == "fused" else ["step", "decoder"]
+    names = ["denoise", "decoder"]
     graphs = {}
     for name in names:
         t = time.perf_counter()
-        # Generator opens graphs lazily on first use; opening only the ones this mode runs, one
-        # by one, separates each graph's load cost (time, memory) from its run cost. _session is
-        # the runtime's own lazy opener (no public per-graph preload yet).
-        gen._session(name)
+        # Opening the graphs one by one separates each one's load cost (time, memory) from its
+        # run cost.
+        gen.open(name)
         dt = time.perf_counter() - t
         load_s += dt
         graphs[name] = phase(f"open:{name}", seconds=dt)
@@ -294,8 +293,8 @@ def run_export(spec: dict) -> dict:
 
 
 def _cached_bundle(root: str, req: dict, steps: list[int], sha: str) -> str | None:
-    """A cached bundle of this checkpoint, target, precision and latent size whose fused graphs
-    include every requested N (e.g. one exported for N = 8, 50 serves a request for N = 8)."""
+    """A cached bundle of this checkpoint, target, precision and latent size (schema v2: one
+    denoise graph serves every N)."""
     from lrf.runtime import read_manifest
 
     prefix = f"{req['target']}-{req['precision']}-latent{req['latent_size']}-"
@@ -306,8 +305,7 @@ def _cached_bundle(root: str, req: dict, steps: list[int], sha: str) -> str | No
         if not name.startswith(prefix) or not os.path.isfile(os.path.join(path, "manifest.json")):
             continue
         m = read_manifest(path)
-        if m.get("source_checkpoint", {}).get("sha256") == sha and \
-                set(steps) <= set(m.get("fused_steps", [])):
+        if m.get("source_checkpoint", {}).get("sha256") == sha:
             return path
     return None
 

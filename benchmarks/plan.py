@@ -19,11 +19,9 @@ from pathlib import Path
 TARGET_BACKENDS = {"onnx": "onnxruntime", "executorch": "executorch"}
 # Targets whose files no backend can run on Linux: refused with the reason.
 NOT_RUNNABLE = {"coreml": "Core ML models run only on Apple platforms (macOS/iOS)"}
-# Targets whose exported bundles ship no fused graph (the bench then measures them stepwise only).
-NO_FUSED = {"executorch": "executorch bundles ship no fused graph (it would unroll N copies of "
-                          "the step program, over the exporter's 1.2x size gate; see "
-                          "exporter/targets/executorch.py); the runtime runs the step program "
-                          "N times: see the stepwise row"}
+# Targets whose denoise graph has a fixed window (no loop they can delegate): no fused row.
+NO_FUSED = {"executorch": "executorch bundles' denoise graph has a fixed window (the runtime "
+                          "calls it N / K times): see the stepwise row"}
 PRECISIONS = ("fp32", "int8")
 MODES = ("fused", "stepwise")
 PYTORCH = "pytorch"
@@ -84,9 +82,10 @@ class BundleInfo:
     precision: str
     latent_size: int
     resolution: int
-    fused_steps: tuple[int, ...]
+    window_max: int | None       # denoise steps per call; None: any (an ONNX Loop)
     checkpoint: str | None
     default_steps: int
+    guidance_distilled: bool = False
 
 
 def read_bundle_info(path: str | Path) -> BundleInfo:
@@ -101,9 +100,10 @@ def read_bundle_info(path: str | Path) -> BundleInfo:
         latent = int(m["latent"]["height"])
         return BundleInfo(str(path), m["target"], m.get("precision", "fp32"), latent,
                           int(m.get("image", {}).get("height", latent * SCALE)),
-                          tuple(sorted(int(n) for n in m.get("fused_steps", []))),
+                          m["graphs"]["denoise"].get("window", {}).get("max"),
                           m.get("source_checkpoint", {}).get("path"),
-                          int(m["sampling"]["steps"]))
+                          int(m["sampling"]["steps"]),
+                          bool(m.get("model", {}).get("guidance_distilled")))
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"--bundle {str(path)!r}: manifest.json lacks {e}; re-export it") from None
 
@@ -113,10 +113,11 @@ class Variant:
     backend: str                 # "pytorch" or an lrf.runtime backend name
     target: str | None           # bundle target; None for pytorch
     precision: str
+    turbo: bool = False          # a guidance-distilled bundle: runs at its own default steps
 
     @property
     def label(self) -> str:
-        return f"{self.backend} {self.precision}"
+        return f"{self.backend} {self.precision}" + (" turbo" if self.turbo else "")
 
 
 @dataclass
@@ -141,17 +142,17 @@ class Config:
                 f"B={self.batch}")
 
     def slot(self) -> tuple:
-        return (self.variant.target, self.variant.precision, self.latent_size)
+        return (self.variant.target, self.variant.precision, self.latent_size, self.variant.turbo)
 
 
 def variants_for(targets: list[str], precisions: list[str],
                  bundles: list[BundleInfo]) -> list[Variant]:
     """Runtime variants: the --bundle manifests' (target, precision) and targets x precisions."""
     out: list[Variant] = []
-    pairs = [(b.target, b.precision) for b in bundles] + \
-        [(t, p) for t in targets for p in precisions]
-    for t, p in pairs:
-        v = Variant(TARGET_BACKENDS.get(t, t), t, p)
+    pairs = [(b.target, b.precision, b.guidance_distilled) for b in bundles] + \
+        [(t, p, False) for t in targets for p in precisions]
+    for t, p, turbo in pairs:
+        v = Variant(TARGET_BACKENDS.get(t, t), t, p, turbo)
         if v not in out:
             out.append(v)
     return out
@@ -161,7 +162,7 @@ def build_plan(variants: list[Variant], bundles: list[BundleInfo], resolutions: 
                steps: list[int], modes: list[str], batches: list[int],
                baseline: bool) -> list[Config]:
     """Every configuration, the PyTorch rows first at each (resolution, steps)."""
-    by_slot = {(b.target, b.precision, b.latent_size): b for b in bundles}
+    by_slot = {(b.target, b.precision, b.latent_size, b.guidance_distilled): b for b in bundles}
     plan = []
     for res in resolutions:
         for n in steps:
@@ -172,14 +173,18 @@ def build_plan(variants: list[Variant], bundles: list[BundleInfo], resolutions: 
                     for mode in modes:
                         c = Config(v, res, n, mode, b)
                         have = by_slot.get(c.slot())
+                        if v.turbo:   # only at its own default steps, once per (res, batch)
+                            if have is None or n != steps[0]:
+                                continue
+                            c.steps = have.default_steps
                         if have is None and mode == "fused" and v.target in NO_FUSED:
                             c.skip = ("skipped", NO_FUSED[v.target])
                         if have is not None:
                             c.bundle = have.path
-                            if mode == "fused" and n not in have.fused_steps:
-                                c.skip = ("skipped", f"bundle {have.path} has no fused graph for "
-                                          f"N={n} (it has {list(have.fused_steps)}); export with "
-                                          f"--steps {n} or use --mode stepwise")
+                            if mode == "fused" and have.window_max is not None:
+                                c.skip = ("skipped", f"bundle {have.path}: its denoise graph "
+                                          f"takes at most {have.window_max} step(s) per call; "
+                                          "see the stepwise row")
                         plan.append(c)
     return plan
 
@@ -193,7 +198,7 @@ def export_requests(plan: list[Config], steps: list[int], trained_latent: int) -
             continue
         if c.slot() not in seen:
             seen.add(c.slot())
-            t, p, s = c.slot()
+            t, p, s, _ = c.slot()
             settings = dict(EXPORT_SETTINGS)
             if s != trained_latent:
                 settings["calibration_images"] = UNTRAINED_SIZE_CALIBRATION_IMAGES
@@ -213,7 +218,7 @@ def apply_exports(plan: list[Config], results: list[dict], missing: str) -> None
     for c in plan:
         if c.variant.target is None or c.bundle is not None or c.skip is not None:
             continue
-        t, p, s = c.slot()
+        t, p, s, _ = c.slot()
         r = by_key.get(f"{t}/{p}/{s}")
         if r is None:
             c.skip = ("failed", missing)

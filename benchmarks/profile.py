@@ -1,12 +1,16 @@
-"""Where one graph call's time goes in onnxruntime: ``python -m lrf.benchmarks.profile BUNDLE``.
+"""Where one denoising step's time goes in onnxruntime: ``python -m lrf.benchmarks.profile BUNDLE``.
 
-``lrf-bench`` measures whole generations; this looks inside one call of an ONNX bundle's graph
-(default ``step``, the graph a generation runs N times). For each thread count it times
-``--runs`` calls (median), then runs onnxruntime's profiler single-threaded and groups kernel
-time by operator type. The profiler's own bookkeeping inflates the kernel times, so they are
-shown as shares of the profiled total, next to the unprofiled latency. Torch-free.
+``lrf-bench`` measures whole generations; this looks inside the graph a generation spends its
+steps in (default ``denoise``; ``--graph decoder``/``encoder`` profile one call of those). The
+``denoise`` Loop runs a window of K steps per call, so a step is measured as the difference
+between a ``--window`` K call and a one-step call, divided by K - 1: that removes the per-call
+work (conditioning, layout changes, weight dequantisation) and leaves the loop body. For each
+thread count it times ``--runs`` calls of both (median), then runs onnxruntime's profiler
+single-threaded and groups kernel time by operator type. The profiler's own bookkeeping inflates
+the kernel times, so they are shown as shares of the profiled total, next to the unprofiled
+latency. Torch-free.
 
-    python -m lrf.benchmarks.profile bundles/cifar10-int8/onnx --graph step --json prof.json
+    python -m lrf.benchmarks.profile bundles/cifar10-onnx-int8 --json prof.json
 """
 
 from __future__ import annotations
@@ -31,22 +35,31 @@ COMPUTE_OPS = {"Gemm", "MatMul", "Conv", "QGemm", "QLinearMatMul", "QLinearConv"
                "FusedConv", "FusedMatMul", "NhwcFusedConv"}
 
 
-def feeds(spec: dict, latent: dict, batch: int = 1) -> dict:
-    """Inputs for one call from a manifest graph entry: batch ``batch``, dynamic image dims at
-    the bundle's latent size; normal latents, t = 0.5, label 0, guidance 3."""
+def feeds(spec: dict, latent: dict, batch: int = 1, window: int = 1) -> dict:
+    """Inputs for one call from a manifest graph entry, bound by role: batch ``batch``, dynamic
+    image dims at the bundle's latent size; normal latents, the ``window``-step schedule, label
+    0, guidance 3, random uint8 images."""
     import numpy as np
 
+    from lrf.runtime import scheduler
+
     rng = np.random.default_rng(0)
-    sizes = {"batch": batch, "latent_height": latent["height"], "latent_width": latent["width"]}
+    f = 8
+    sizes = {"batch": batch, "latent_height": latent["height"], "latent_width": latent["width"],
+             "image_height": f * latent["height"], "image_width": f * latent["width"],
+             "window_plus_one": window + 1}
     out = {}
     for t in spec["inputs"]:
         shape = [d if d != -1 else sizes.get(name, 1) for d, name in
                  zip(t["shape"], t.get("dims", [""] * len(t["shape"])))]
-        if t["dtype"] == "int32":
+        role = t.get("role", t["name"])
+        if role == "timesteps":
+            out[t["name"]] = scheduler.timesteps(shape[0] - 1)
+        elif t["dtype"] == "int32":
             out[t["name"]] = np.zeros(shape, np.int32)
-        elif t["name"] == "t":
-            out[t["name"]] = np.full(shape, 0.5, np.float32)
-        elif t["name"] == "guidance":
+        elif t["dtype"] == "uint8":
+            out[t["name"]] = rng.integers(0, 256, shape, dtype=np.uint8)
+        elif role == "guidance":
             out[t["name"]] = np.full(shape, 3.0, np.float32)
         else:
             out[t["name"]] = rng.standard_normal(shape).astype(np.float32)
@@ -54,14 +67,12 @@ def feeds(spec: dict, latent: dict, batch: int = 1) -> dict:
 
 
 def _session(path: Path, threads: int, profile_prefix: str | None = None):
-    import onnxruntime as ort
+    from lrf.runtime.backend_onnxruntime import make_session, session_options
 
-    so = ort.SessionOptions()
-    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
-    so.log_severity_level = 3
+    so = session_options(threads)
     if profile_prefix:
         so.enable_profiling, so.profile_file_prefix = True, profile_prefix
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    return make_session(path, options=so)
 
 
 def time_calls(path: Path, inputs: dict, threads: int, runs: int) -> dict:
@@ -78,43 +89,60 @@ def time_calls(path: Path, inputs: dict, threads: int, runs: int) -> dict:
 
 
 def kernel_profile(path: Path, inputs: dict, runs: int) -> dict:
-    """onnxruntime's profiler, one thread: kernels per call and time per operator type."""
+    """onnxruntime's profiler, one thread: kernels per call (every kernel event, so a Loop body
+    counts once per iteration) and time per operator type."""
     with tempfile.TemporaryDirectory() as tmp:
         sess = _session(path, 1, os.path.join(tmp, "ort"))
         for _ in range(runs):
             sess.run(None, inputs)
         with open(sess.end_profiling()) as fh:
             events = json.load(fh)
-    by_op, count, nodes = collections.Counter(), collections.Counter(), set()
+    by_op, count = collections.Counter(), collections.Counter()
     for e in events:
         if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
             op = e["args"]["op_name"]
             by_op[op] += e["dur"]
             count[op] += 1
-            nodes.add(e["name"])
     total = sum(by_op.values())
     ops = [{"op": op, "share": us / total, "kernels_per_call": count[op] // runs,
             "compute": op in COMPUTE_OPS} for op, us in by_op.most_common()]
-    return {"kernels_per_call": len(nodes), "profiled_us_per_call": total / runs,
+    return {"kernels_per_call": sum(count.values()) // runs, "profiled_us_per_call": total / runs,
             "compute_share": sum(o["share"] for o in ops if o["compute"]),
             "compute_kernels_per_call": sum(o["kernels_per_call"] for o in ops if o["compute"]),
             "ops": ops}
 
 
+def per_step(at_k: dict, at_1: dict, k: int) -> dict:
+    """Kernels and operator counts of one loop iteration: (a K-step call - a 1-step call) / (K-1)."""
+    ops1 = {o["op"]: o["kernels_per_call"] for o in at_1["ops"]}
+    ops = [{"op": o["op"], "kernels_per_step": (o["kernels_per_call"] - ops1.get(o["op"], 0))
+            / (k - 1), "share": o["share"], "compute": o["compute"]} for o in at_k["ops"]]
+    return {"kernels_per_step": (at_k["kernels_per_call"] - at_1["kernels_per_call"]) / (k - 1),
+            "kernels_per_call_overhead": at_1["kernels_per_call"] -
+            (at_k["kernels_per_call"] - at_1["kernels_per_call"]) / (k - 1),
+            "compute_kernels_per_step": sum(o["kernels_per_step"] for o in ops if o["compute"]),
+            "compute_share": at_k["compute_share"],
+            "ops": sorted(ops, key=lambda o: -o["kernels_per_step"])}
+
+
 def main(argv=None) -> int:
     p = Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bundle", help="an ONNX bundle folder (lrf-export --target onnx)")
-    p.add_argument("--graph", default="step", help="graph name in the manifest (default step)")
+    p.add_argument("--graph", default="denoise", help="graph name in the manifest (default "
+                   "denoise)")
+    p.add_argument("--window", type=int, default=8,
+                   help="steps of the long denoise call (default 8; >= 2)")
     p.add_argument("--threads", default="1,2", help="intra-op thread counts to time (default 1,2)")
     p.add_argument("--runs", type=int, default=200, help="timed calls per thread count")
     p.add_argument("--json", default=None, help="write the result here as JSON")
     args = p.parse_args(argv)
     try:
         threads = [int(x) for x in args.threads.split(",")]
-        if args.runs < 1 or min(threads) < 1:
+        if args.runs < 1 or min(threads) < 1 or args.window < 2:
             raise ValueError
     except ValueError:
-        p.error(f"--threads {args.threads!r} / --runs {args.runs}: positive integers expected")
+        p.error(f"--threads {args.threads!r} / --runs {args.runs} / --window {args.window}: "
+                "positive integers expected (window >= 2)")
 
     from lrf.runtime import read_manifest
 
@@ -130,22 +158,42 @@ def main(argv=None) -> int:
         return 2
     spec = m["graphs"][args.graph]
     path = Path(args.bundle) / spec["file"]
-    inputs = feeds(spec, m["latent"])
+    loop = args.graph == "denoise"
+    k = args.window if loop else 1
+    inputs = feeds(spec, m["latent"], window=k)
+    prof_runs = min(args.runs, 50)
     res = {"bundle": str(args.bundle), "graph": args.graph, "precision": m["precision"],
-           "latent": m["latent"], "timing": [time_calls(path, inputs, t, args.runs)
-                                             for t in threads],
-           "profile": kernel_profile(path, inputs, min(args.runs, 50))}
+           "latent": m["latent"], "window": k if loop else None,
+           "timing": [time_calls(path, inputs, t, args.runs) for t in threads],
+           "profile": kernel_profile(path, inputs, prof_runs)}
     prof = res["profile"]
+    unit, kernels = "call", prof["kernels_per_call"]
+    if loop:
+        one = feeds(spec, m["latent"], window=1)
+        res["timing_window_1"] = [time_calls(path, one, t, args.runs) for t in threads]
+        res["per_step"] = per_step(prof, kernel_profile(path, one, prof_runs), k)
+        for r, r1 in zip(res["timing"], res["timing_window_1"]):
+            r["median_ms_per_step"] = (r["median_ms"] - r1["median_ms"]) / (k - 1)
+        unit, kernels = "step", res["per_step"]["kernels_per_step"]
     best = min(res["timing"], key=lambda r: r["median_ms"])
-    res["us_per_kernel"] = 1e3 * best["median_ms"] / prof["kernels_per_call"]
+    ms = best["median_ms_per_step"] if loop else best["median_ms"]
+    res["us_per_kernel"] = 1e3 * ms / kernels
     for r in res["timing"]:
+        extra = f", {r['median_ms_per_step']:.3f} ms/step" if loop else ""
         print(f"{args.graph} ({m['precision']}), {r['threads']} thread(s): "
-              f"{r['median_ms']:.3f} ms/call median (min {r['min_ms']:.3f}, {r['runs']} calls)")
-    print(f"{prof['kernels_per_call']} kernels per call ({prof['compute_kernels_per_call']} "
-          f"matmul/conv), {res['us_per_kernel']:.2f} us per kernel at the best thread count; "
-          f"matmul/conv kernels take {100 * prof['compute_share']:.0f}% of the profiled time")
-    for o in prof["ops"][:12]:
-        print(f"  {o['op']:24s} {100 * o['share']:5.1f}%  x{o['kernels_per_call']}")
+              f"{r['median_ms']:.3f} ms/call median{extra} (min {r['min_ms']:.3f}, "
+              f"{r['runs']} calls{f', window {k}' if loop else ''})")
+    print(f"{kernels:g} kernels per {unit}, {res['us_per_kernel']:.2f} us per kernel at the best "
+          f"thread count; matmul/conv kernels take {100 * prof['compute_share']:.0f}% of the "
+          "profiled time")
+    if loop:
+        print(f"  + {res['per_step']['kernels_per_call_overhead']:g} kernels per call outside "
+              "the loop")
+        rows = [(o["op"], o["share"], o["kernels_per_step"]) for o in res["per_step"]["ops"]]
+    else:
+        rows = [(o["op"], o["share"], o["kernels_per_call"]) for o in prof["ops"]]
+    for op, share, n in rows[:14]:
+        print(f"  {op:24s} {100 * share:5.1f}%  x{n:g}")
     if args.json:
         tmp = f"{args.json}.tmp"
         with open(tmp, "w") as fh:

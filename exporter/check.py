@@ -1,32 +1,69 @@
-"""``lrf-export --check BUNDLE``: re-verify an existing bundle.
+"""``lrf-export --check BUNDLE``: re-verify an existing schema v2 bundle.
 
-Checks the manifest schema, every file's size and sha256, the golden RNG vectors and noise
-against ``lrf.prng``, and re-runs the golden case through ``lrf.runtime``: the stepwise
-image (and the fused one when present) must be within the bundle's image bar of the golden PNGs.
+The same rules as ``Generator.load`` (one schema check, containment: no symlinks, nothing
+unlisted, external data listed; every size and sha256), then the golden files: RNG vectors,
+timesteps and noise against ``lrf.prng`` / the scheduler, and every case in its ``modes``
+re-run through ``lrf.runtime`` against each file's tolerance and against the PyTorch
+``reference_*`` files (an independent check, not a re-read of what the runtime wrote).
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from lrf.exporter.parity import psnr, tensor_metrics
 from lrf import prng
-from lrf.runtime import Generator, open_bundle
+from lrf.exporter.golden import judge, read_file
+from lrf.runtime import Generator, open_bundle, scheduler
 
 
 class BundleCheckError(ValueError):
     """The bundle is readable but does not reproduce its golden files."""
 
 
-def _read_f32(path: Path, entry: dict) -> np.ndarray:
-    a = np.fromfile(path, dtype="<f4")
-    if a.size != int(np.prod(entry["shape"])):
-        raise BundleCheckError(f"{entry['file']}: {a.size} floats, manifest shape {entry['shape']}")
-    return a.reshape(entry["shape"])
+def _expect(ok: bool, line: str) -> None:
+    if not ok:
+        raise BundleCheckError(line)
+
+
+def _check_rng(b) -> None:
+    for v in read_file(b, "rng_vectors")["vectors"]:
+        s = int(v["seed"])
+        words = [f"0x{int(w):016x}" for w in prng.words(s, len(v["words_hex"]))]
+        ubits = [int(x) for x in prng.uniform(s, len(v["uniform_bits"])).view(np.uint32)]
+        normal = prng.normal(s, len(v["normal"]))
+        _expect(words == v["words_hex"] and ubits == v["uniform_bits"],
+                f"golden rng_vectors: seed {s} does not match lrf.prng (words or uniforms)")
+        _expect(bool(np.abs(normal - np.asarray(v["normal"], np.float32)).max() <= 1e-6),
+                f"golden rng_vectors: seed {s} normals differ from lrf.prng")
+
+
+def _run_case(gen: Generator, b, case_id: str, case: dict) -> dict[str, np.ndarray]:
+    """What this runtime makes for one golden case, keyed by golden content."""
+    files = b.manifest["golden"]["files"]
+    label, seed, n, g = case["label"], int(case["seed"]), case["steps"], case["guidance"]
+    out: dict[str, np.ndarray] = {}
+    if case["kind"] == "generate":
+        noise = gen.noise([seed])
+        y, gv = np.asarray([label], np.int32), np.asarray([g], np.float32)
+        ts = scheduler.timesteps(n, gen.shift)
+        out["noise"], out["timesteps"] = noise, ts
+        k = gen.window[0]
+        out["denoise_first"] = gen.denoise(noise, ts[:k + 1], y, gv, window=k)
+        for mode in case["modes"]:
+            z = gen.sample_latents(noise, y, gv, n, mode=mode)
+            out[f"latent_final_{mode}"], out[f"image_{mode}"] = z, gen.decode(z)[0]
+        out["reference_latent_final"] = out.get("latent_final_stepwise")
+        out["reference_image"] = out.get("image_stepwise")
+    elif "encoder" in b.graphs:
+        image = read_file(b, f"{case_id}.input_image")
+        mask = read_file(b, f"{case_id}.mask") if f"{case_id}.mask" in files else None
+        for mode in case["modes"] or ["stepwise" if mask is not None else "fused"]:
+            out[f"image_{mode}"] = np.asarray(gen.edit(image, label, seed, case["strength"],
+                                                       mask, steps=n, guidance=g, mode=mode))
+            out["reference_image"] = out[f"image_{mode}"]
+    return out
 
 
 def check_bundle(path: str | Path, backend: str | None = None) -> str:
@@ -34,48 +71,40 @@ def check_bundle(path: str | Path, backend: str | None = None) -> str:
     from lrf.exporter.targets import get_target
 
     b = open_bundle(path, verify=True)
-    lines = [f"{b.path}: schema v{b.manifest['schema_version']}, target {b.target}, "
-             f"{b.manifest.get('precision')}; {len(b.manifest['files'])} files, checksums ok"]
-    golden = b.manifest.get("golden")
-    if not golden:
-        raise BundleCheckError(f"{b.path}: manifest has no golden section")
-    files, case = golden["files"], golden["case"]
-    for v in json.loads(b.file(files["rng"]["file"]).read_text())["vectors"]:
-        words = [f"0x{int(w):016x}" for w in prng.words(v["seed"], len(v["words_hex"]))]
-        bits = [int(x) for x in prng.uniform(v["seed"], len(v["uniform_bits"])).view(np.uint32)]
-        if words != v["words_hex"] or bits != v["uniform_bits"]:
-            raise BundleCheckError(f"golden/rng.json: seed {v['seed']} does not match runtime "
-                                   "prng (words or uniforms differ)")
-    noise = _read_f32(b.file(files["noise"]["file"]), files["noise"])
-    if np.abs(noise - prng.noise([case["seed"]], noise.shape[1:])).max() > 1e-6:
-        raise BundleCheckError("golden/noise.f32 differs from prng.noise for the golden seed")
-    lines.append("golden RNG vectors and noise match lrf.prng")
+    m = b.manifest
+    lines = [f"{Path(path)}: schema v{m['schema_version']}, target {b.target}, "
+             f"{m['precision']}; {len(m['files'])} files, containment and checksums ok"]
+    golden = m.get("golden")
+    _expect(isinstance(golden, dict) and isinstance(golden.get("files"), dict)
+            and isinstance(golden.get("cases"), dict),
+            "manifest.json: golden: expected an object with cases and files, got none")
+    for key in golden["files"]:
+        read_file(b, key)  # every entry one shape, every file inside the bundle and readable
+    _check_rng(b)
+    lines.append("golden RNG vectors match lrf.prng")
     target = get_target(b.target)
-    if hasattr(target, "verify_bundle"):  # e.g. coreml: each package's spec vs the manifest
-        lines += target.verify_bundle(b.path, b.manifest)
+    lines += target.verify_bundle(b.path, m)
     backend = backend or target.backend
     if backend is None:
-        lines.append(f"no runtime backend runs target {b.target!r} here: golden images not re-run")
+        lines.append(f"no runtime backend runs target {b.target!r} here: golden cases not re-run")
         return "\n".join(lines)
-    bar = float(golden["tolerances"]["image_psnr_db"])
-    with Generator.load(b.path, backend=backend, verify=False) as gen:
-        y = np.asarray([case["label"]], dtype=np.int32)
-        g = np.asarray([case["guidance"]], dtype=np.float32)
-        z = gen.sample_latents(noise, y, g, int(case["steps"]))
-        ref_z = _read_f32(b.file(files["latent_final"]["file"]), files["latent_final"])
-        zm = tensor_metrics(ref_z, z)
-        runs = {"image_stepwise": gen.decode(z)[0]}
-        fused_key = f"image_fused_{case['steps']}"
-        if fused_key in files:
-            runs[fused_key] = gen.generate(case["label"], case["seed"], steps=case["steps"],
-                                           guidance=case["guidance"], mode="fused")
-    lines.append(f"golden latent_final: max-abs {zm['max_abs']:.3g}")
-    for key, img in runs.items():
-        want = np.asarray(Image.open(b.file(files[key]["file"])).convert("RGB"))
-        p = psnr(want, img)
-        if p < bar:
-            raise BundleCheckError(f"golden {key}: re-run gives {p:.2f} dB PSNR vs "
-                                   f"{files[key]['file']}, below the {bar:.0f} dB bar")
-        lines.append(f"golden {key}: {'identical' if p >= 100 else f'{p:.2f} dB PSNR'} "
-                     f"(bar {bar:.0f} dB)")
+    # preload: every graph's inputs/outputs are checked against the manifest before any run
+    with Generator.load(path, backend=backend, verify=False, preload=True) as gen:
+        for case_id, case in sorted(golden["cases"].items()):
+            got = _run_case(gen, b, case_id, case)
+            if not got:
+                lines.append(f"golden {case_id}: not re-run (the bundle has no encoder)")
+                continue
+            for content, value in got.items():
+                key = f"{case_id}.{content}"
+                if key not in golden["files"] or value is None:
+                    continue
+                entry = golden["files"][key]
+                ok, measured = judge(entry["tolerance"], read_file(b, key), value)
+                shown = "n/a" if measured is None else f"{measured:.4g}"
+                _expect(ok, f"golden {key}: {entry['tolerance']['metric']} {shown} misses the "
+                            f"bar {entry['tolerance']['bar']} ({entry['file']})")
+                if entry["tolerance"] is not None:
+                    lines.append(f"golden {key}: {entry['tolerance']['metric']} {shown} "
+                                 f"(bar {entry['tolerance']['bar']})")
     return "\n".join(lines)

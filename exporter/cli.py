@@ -1,10 +1,11 @@
 """``lrf-export``: export a checkpoint to a verified bundle, or re-verify a bundle.
 
-    lrf-export --target onnx                       # fp32, shipped checkpoint, fused N = 8, 50
-    lrf-export --target onnx --int8 --steps 8 50 --checkpoint DIR --out bundles/cifar10-int8
+    lrf-export --target onnx                       # fp32, shipped checkpoint
+    lrf-export --target onnx --int8 --checkpoint DIR --out bundles/cifar10-int8
     lrf-export --check bundles/cifar10-onnx-int8    # checksums + golden image through lrf.runtime
     lrf-export --target coreml --int8               # Core ML, int8 weights, fp16 compute
     lrf-export --target all --int8                  # every target: bundles/cifar10-int8/<target>/
+                                                    # (targets whose packages are missing: skipped)
 
 Every export passes the parity gate (runtime/BUNDLE.md section 5) or writes nothing and exits 1
 naming the artifact and its margin. Usage and input errors exit 2.
@@ -13,11 +14,9 @@ naming the artifact and its margin. Usage and input errors exit 2.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 
-from lrf.cli import Parser
+from lrf.cli import Parser, entry
 
 
 def _int_at_least(flag: str, low: int):
@@ -47,13 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "bundle per target under OUT/<target>/; see runtime/BUNDLE.md section 7)")
     p.add_argument("--int8", action="store_true", help="int8 graphs (calibrated, measured)")
     p.add_argument("--steps", type=_positive("--steps"), nargs="+", default=None, metavar="N",
-                   help="fused generator step counts (default: the target's; onnx: 8 and the "
-                        "checkpoint's default; coreml: 8 (fp32) / 4 (int8); executorch: none)")
+                   help="step counts the parity gate generates whole images at, besides the "
+                        "checkpoint's default (default: 8; turbo checkpoints: 1 2 4); the bundle "
+                        "runs any N")
     p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: shipped one)")
     p.add_argument("--out", default=None,
                    help="bundle folder (default: bundles/<checkpoint>-<target>-<precision>)")
     p.add_argument("--latent-size", type=_positive("--latent-size"), default=None,
-                   help="latent height = width of step/generator graphs (default: trained size; "
+                   help="latent height = width of the denoise graph (default: trained size; "
                         "other sizes are for cost measurements)")
     p.add_argument("--parity-images", type=_positive("--parity-images"), default=20,
                    help="fixed (seed, class) cases for the parity gate (default 20)")
@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(faster at large --latent-size; the parity gate still runs)")
     p.add_argument("--batch", type=_positive("--batch"), default=None,
                    help="coreml/executorch: the fixed batch size of every graph (default 1)")
+    p.add_argument("--window", type=_positive("--window"), default=None, metavar="K",
+                   help="coreml/executorch: steps per denoise call, unrolled (default 1, which "
+                        "runs any N; K > 1 runs N divisible by K in fewer calls)")
     p.add_argument("--check", metavar="BUNDLE", default=None,
                    help="re-verify an existing bundle instead of exporting")
     p.add_argument("--backend", default=None, help="--check: runtime backend (default: the "
@@ -88,16 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@entry("lrf-export")  # one error line, Ctrl-C 130, SIGTERM 143 (the temporary folder is removed)
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if threading.current_thread() is not threading.main_thread():
-        return _run(args)
-    # SIGTERM -> SystemExit while we run, so an interrupted export deletes its temporary folder
-    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    try:
-        return _run(args)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    return _run(build_parser().parse_args(argv))
 
 
 def _run(args) -> int:
@@ -143,6 +139,7 @@ def _run(args) -> int:
 _TARGET_FLAGS = {"compute_precision": ("--fp16/--fp32", {"coreml"}),
                  "palettize": ("--palettize", {"coreml"}),
                  "batch": ("--batch", {"coreml", "executorch"}),
+                 "window": ("--window", {"coreml", "executorch"}),
                  "int8_variant": ("--int8-variant", {"onnx"})}
 
 
@@ -161,7 +158,7 @@ def _targets_and_outs(args) -> tuple[list[str], list]:
     chosen target does not use are refused."""
     from pathlib import Path
 
-    from lrf.exporter.targets import available_targets
+    from lrf.exporter.targets import available_targets, known_targets, why_unavailable
     from lrf.models.checkpoint import DEFAULT_CHECKPOINT
 
     if args.int8_variant is not None and not args.int8:
@@ -179,6 +176,13 @@ def _targets_and_outs(args) -> tuple[list[str], list]:
     root = Path(args.out) if args.out else \
         Path("bundles") / f"{Path(args.checkpoint or DEFAULT_CHECKPOINT).name}-{precision}"
     targets = available_targets()
+    for name in known_targets():
+        if name not in targets:  # said once, on stderr: the other targets are still exported
+            print(f"lrf-export: skipping --target {name}: {why_unavailable(name)}",
+                  file=sys.stderr)
+    if not targets:
+        raise ValueError("--target all: no export target is available in this install; "
+                         "pip install 'lrf-mobile[export]'")
     return targets, [root / t for t in targets]
 
 

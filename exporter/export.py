@@ -1,23 +1,26 @@
 """``export_bundle``: checkpoint -> verified bundle for any registered target.
 
-    1. reference trajectories from PyTorch (parity cases; int8 calibration and selection sets)
-    2. the target writes its graph files into a temporary folder beside ``out``
+    1. reference trajectories from the PyTorch sampler (parity cases; int8 calibration and
+       selection sets) and the PyTorch encoder's latents of the reference images
+    2. the target writes its graph files (``denoise``, ``decoder``, ``encoder``) into a
+       temporary folder beside ``out``
     3. manifest written, bundle loaded through ``lrf.runtime`` (checksums verified)
-    4. parity gate: every graph, the stepwise path and (when measurable) class fidelity
+    4. the parity gate (:func:`lrf.exporter.parity.gate`) on what the target gives it: the
+       loaded bundle, or a simulation of its files for targets no backend runs here
     5. golden files written through the runtime, manifest finished, bundle re-verified
-    6. one rename into place; below any bar the temporary folder is deleted and ParityError raised
+    6. commit into place; below any bar the temporary folder is deleted and ParityError raised
 """
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 from lrf.exporter import writer as bw
-from lrf.exporter import golden, parity
+from lrf.exporter import golden, outdir, parity
 from lrf.exporter.calibration import (CALIBRATION_SEED0, FIDELITY_SEED0, PARITY_SEED0,
-                                      SELECTION_SEED0, fixed_cases, record_trajectories)
+                                      SELECTION_SEED0, fixed_cases, record_encodings,
+                                      record_trajectories)
 from lrf.exporter.targets import ExportContext, get_target
 from lrf.exporter.wrappers import build_graphs
 from lrf.models.checkpoint import load_checkpoint
@@ -28,15 +31,22 @@ def default_out(checkpoint_dir: str, target: str, precision: str) -> Path:
     return Path("bundles") / f"{Path(checkpoint_dir).name}-{target}-{precision}"
 
 
+def parity_steps(default_steps: int, guidance_distilled: bool) -> list[int]:
+    """The N values the gate samples whole images at when ``steps`` is not given: the default,
+    and 8 for a teacher / 1, 2 and 4 for a turbo student (one set of weights serves all)."""
+    return sorted({default_steps, *((1, 2, 4) if guidance_distilled else (8,))})
+
+
 def export_bundle(target: str, checkpoint: str | None = None, out: str | Path | None = None,
                   int8: bool = False, steps: list[int] | None = None,
                   latent_size: int | None = None, options: dict | None = None,
                   parity_images: int = 20, calibration_images: int = 32,
                   fidelity_images: int = 200, log: Callable[[str], None] = print) -> Path:
     """Export ``checkpoint`` (default: the shipped one) for ``target`` and write a verified
-    bundle at ``out``; returns its path. ``steps``: N values that get a fused generator graph
-    (default: 8 and the checkpoint's default steps). Raises :class:`parity.ParityError` (nothing
-    written) when an artifact misses its bar."""
+    bundle at ``out``; returns its path. ``steps``: the N values the parity gate generates whole
+    images at, besides the checkpoint's default (default: :func:`parity_steps`); the bundle
+    itself runs any N. Raises :class:`parity.ParityError` (nothing written) when an artifact
+    misses its bar."""
     tgt = get_target(target)  # fails first, listing the valid targets
     precision = "int8" if int8 else "fp32"
     if precision not in tgt.precisions:
@@ -46,28 +56,28 @@ def export_bundle(target: str, checkpoint: str | None = None, out: str | Path | 
     cfg = ckpt.config
     latent_size = int(latent_size or cfg.latent_size)
     default_steps = int(ckpt.sampling["steps"])
-    fused = sorted(set(steps) if steps else tgt.default_fused_steps(default_steps, precision))
-    if any(not isinstance(n, int) or n < 1 for n in fused):
-        raise ValueError(f"--steps values must be integers >= 1, got {fused}")
+    if steps is not None and any(not isinstance(n, int) or isinstance(n, bool) or n < 1
+                                 for n in steps):
+        raise ValueError(f"--steps values must be integers >= 1, got {steps}")
+    measured = sorted(set(steps) | {default_steps}) if steps else \
+        parity_steps(default_steps, cfg.guidance_embed)
     for name, value in (("parity_images", parity_images),
                         ("calibration_images", calibration_images)):
         if value < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")
     out = Path(out) if out else default_out(ckpt.path, target, precision)
-    if out.exists() and not (out / bw.MANIFEST).is_file():
-        raise FileExistsError(f"--out {out} exists and is not a bundle; choose another path")
+    outdir.prepare(out)  # sweep killed exports' temporaries; refuse early; re-checked at commit
     nc = cfg.num_classes
     traj = dict(ckpt=ckpt, latent_size=latent_size)
 
-    log(f"reference: PyTorch trajectories for {parity_images} parity cases at N = "
-        f"{sorted(set(fused) | {default_steps})}")
+    log(f"reference: PyTorch trajectories for {parity_images} parity cases at N = {measured}")
     labels, seeds = fixed_cases(parity_images, nc, PARITY_SEED0)
     refs = {n: record_trajectories(labels=labels, seeds=seeds, steps=n, **traj)
-            for n in sorted(set(fused) | {default_steps})}
-    ctx = ExportContext(ckpt=ckpt, graphs=build_graphs(ckpt, fused, image_format=tgt.image_format),
-                        out_dir=bw.temp_dir_for(out), precision=precision, fused_steps=fused,
+            for n in measured}
+    ctx = ExportContext(ckpt=ckpt, graphs=build_graphs(ckpt, image_format=tgt.image_format),
+                        out_dir=bw.temp_dir_for(out), precision=precision,
                         latent_size=latent_size, options=dict(options or {}), log=log,
-                        references=refs)  # for targets that measure parity themselves (coreml)
+                        references=refs)
     tmp = ctx.out_dir
     try:
         if precision == "int8":
@@ -81,44 +91,31 @@ def export_bundle(target: str, checkpoint: str | None = None, out: str | Path | 
                 ctx.selection = record_trajectories(labels=sel_labels, seeds=sel_seeds,
                                                     steps=default_steps, **traj)
         records = tgt.export(ctx)
-        manifest = bw.build_manifest(ckpt, tgt, precision, records, fused, latent_size,
-                                     fused + [default_steps])
+        window = records["denoise"].extra["window"]
+        manifest = bw.build_manifest(
+            ckpt, tgt, precision, records, latent_size,
+            sorted(set(measured) | set(golden.golden_steps(default_steps))),
+            mode="stepwise" if window["max"] == window["min"] == 1 else "fused")
         bw.write_manifest(tmp, manifest)
-        bar = parity.IMAGE_PSNR_DB[precision]
         # one intra-op thread: the gate is not latency-bound, and spinning worker threads waste
         # a shared machine's CPU
         gen = Generator.load(tmp, backend=tgt.backend, threads=1) if tgt.backend else None
         try:
-            if gen is not None:
-                log("parity: measuring every graph through lrf.runtime")
-                per_graph, stepwise, failures = parity.measure(gen, refs, default_steps,
-                                                               precision, list(records))
-            else:
-                per_graph, stepwise, failures = tgt.simulated_parity(ctx, records)
-            fidelity, fail_f = _class_fidelity(gen, ckpt, fidelity_images, default_steps,
-                                               latent_size, precision, log)
-            failures += fail_f
-            ratios, fail_s = parity.fused_size_check(tmp, {n: r.file for n, r in records.items()})
-            failures += fail_s
-            for name, ratio in ratios.items():
-                manifest["graphs"][name]["size_vs_step_plus_decoder"] = ratio
-            for name, res in per_graph.items():
+            result = _gate(tgt, ctx, records, gen, refs, default_steps, fidelity_images, log)
+            for name, res in result.graphs.items():
                 manifest["graphs"][name]["parity"] = res
             manifest["parity"] = {
-                "reference": "pytorch float32 (lrf.models.reference.generate)",
-                "cases": {"seeds": seeds, "labels": labels,
-                          "guidance": float(ckpt.sampling["guidance"])},
-                "bars": {"image_psnr_db": bar, "class_fidelity_drop": parity.CLASS_FIDELITY_DROP,
-                         **({"step_rel_max_abs": parity.STEP_REL_MAX_ABS}
-                            if precision == "fp32" else {})},
-                "simulated": gen is None,
-                "stepwise": stepwise, "class_fidelity": fidelity, "passed": not failures}
-            if failures:
-                raise parity.ParityError(failures)
-            g_labels, g_seeds = [golden.GOLDEN_LABEL % nc], [golden.GOLDEN_SEED]
-            g_ref = record_trajectories(labels=g_labels, seeds=g_seeds, steps=default_steps,
-                                        **traj)
-            manifest["golden"] = golden.write_golden(tmp, g_ref, gen, list(ckpt.classes), bar)
+                "reference": "pytorch float32 (lrf.models.flow.euler_sample, codec)",
+                "cases": {"seeds": [str(s) for s in seeds], "labels": labels,
+                          "guidance": float(ckpt.sampling["guidance"]), "steps": measured},
+                "bars": {"image_psnr_db": parity.IMAGE_PSNR_DB[precision],
+                         "class_fidelity_drop": parity.CLASS_FIDELITY_DROP,
+                         "rel_max_abs": parity.REL_MAX_ABS},
+                **result.manifest()}
+            if not result.passed:
+                raise parity.ParityError(result.failures)
+            manifest["golden"] = golden.write_golden(tmp, ckpt, gen, precision,
+                                                     latent_size=latent_size)
         finally:
             if gen is not None:
                 gen.close()
@@ -127,25 +124,30 @@ def export_bundle(target: str, checkpoint: str | None = None, out: str | Path | 
             Generator.load(tmp, backend=tgt.backend).close()
         bw.commit(tmp, out)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        outdir.discard(tmp)
         raise
     log(f"wrote {out}")
     return out
 
 
-def _class_fidelity(gen, ckpt, count, steps, latent_size, precision, log):
-    """Measured only at the trained latent size, with the classifier present; else recorded as
-    not measured with the reason."""
-    if gen is None:
-        return {"measured": False, "reason": "no runtime backend for this target here"}, []
-    if latent_size != ckpt.config.latent_size:
-        return {"measured": False, "reason": f"latent size {latent_size} is not the trained "
-                f"size {ckpt.config.latent_size}"}, []
-    if parity.class_fidelity_function()[0] is None:
-        return {"measured": False, "reason": parity.class_fidelity_function()[1]}, []
-    if count < 1:
-        return {"measured": False, "reason": "disabled (--fidelity-images 0)"}, []
-    log(f"class fidelity: {count} images, bundle vs PyTorch reference")
-    labels, seeds = fixed_cases(count, ckpt.config.num_classes, FIDELITY_SEED0)
-    ref = record_trajectories(ckpt, labels, seeds, steps=steps, latent_size=latent_size)
-    return parity.measure_class_fidelity(gen, ref, None, precision)
+def _gate(tgt, ctx: ExportContext, records, gen, refs, default_steps: int,
+          fidelity_images: int, log) -> parity.GateResult:
+    """The one parity gate on what the target gives it (the loaded bundle or a simulation)."""
+    runner = tgt.parity_runner(ctx, records, gen)
+    ref = refs[default_steps]
+    encodings = record_encodings(ctx.ckpt, ref.images) if "encoder" in records else None
+    fidelity, reason = None, None
+    if ctx.latent_size != ctx.ckpt.config.latent_size:
+        reason = (f"latent size {ctx.latent_size} is not the trained size "
+                  f"{ctx.ckpt.config.latent_size}")
+    elif fidelity_images < 1:
+        reason = "disabled (--fidelity-images 0)"
+    elif parity.class_fidelity_function()[0] is None:
+        reason = parity.class_fidelity_function()[1]
+    else:
+        labels, seeds = fixed_cases(fidelity_images, ctx.ckpt.config.num_classes, FIDELITY_SEED0)
+        fidelity = record_trajectories(ctx.ckpt, labels, seeds, steps=default_steps,
+                                       latent_size=ctx.latent_size)
+    log(f"parity: {runner.description}")
+    return parity.gate(runner, refs, precision=ctx.precision, default_steps=default_steps,
+                       encodings=encodings, fidelity=fidelity, fidelity_reason=reason, log=log)

@@ -1,13 +1,16 @@
-"""Golden files: test vectors that ship in every bundle (``runtime/BUNDLE.md`` section 6), so the
-Kotlin and Swift ports check their PRNG, scheduler, step graph and decoder without Python.
+"""Golden files (``runtime/BUNDLE.md`` section 6): test vectors that ship in every bundle, so the
+Kotlin, Swift and web ports check their PRNG, scheduler and graphs without Python.
 
-Formats readable without libraries: JSON, raw little-endian float32 ``.f32`` (shape in the
-manifest) and PNG.
+Two sources, kept apart: files made by **this bundle through lrf.runtime** (what a port must
+reproduce, within each file's tolerance) and the **PyTorch float32 reference** for the same case
+(``reference_*``: an independent check of the runtime, computed by :func:`references`).
+Formats readable without libraries: JSON, raw little-endian ``.f32`` and PNG.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,20 +22,64 @@ from lrf.runtime import Generator, scheduler
 
 if TYPE_CHECKING:  # golden vectors are importable without torch
     from lrf.exporter.calibration import Trajectories
+    from lrf.models.checkpoint import Checkpoint
 
 GOLDEN_SEED = 2024
 GOLDEN_LABEL = 3
+GOLDEN_SMALL_STEPS = 3   # the second N: never a default, cheap to re-run in --check
+EDIT_STRENGTH = 0.6
 RNG_SEEDS = (0, 1, 42, 2**64 - 1)
-RNG_COUNT = 8
+RNG_COUNT = 8           # words and uniforms per seed
+RNG_NORMALS = 9         # odd: exercises the odd-count rule of BUNDLE.md section 4
+IMAGE_PSNR_DB = {"fp32": 40.0, "int8": 25.0}
+TENSOR_REL_MAX_ABS = {"fp32": 1e-3, "int8": 5e-2}
+NOISE_MAX_ABS = 1e-6
 
 
-def rng_vectors(seeds=RNG_SEEDS, count: int = RNG_COUNT) -> dict:
-    """The first ``count`` words, uniforms and normals for each seed (with float32 bit patterns)."""
+@dataclass
+class GoldenReference:
+    """PyTorch float32 results for the golden cases: ``generate[N]`` (batch-1 trajectories) and
+    ``edits[kind]`` = (input image, keep mask or None, reference image, steps, seed)."""
+
+    generate: dict[int, "Trajectories"]
+    guidance: float
+    edits: dict[str, tuple] = field(default_factory=dict)
+
+
+def golden_steps(default_steps: int) -> list[int]:
+    """The two N of the generate cases: the default and GOLDEN_SMALL_STEPS (2 when those are
+    equal), largest first."""
+    small = GOLDEN_SMALL_STEPS if default_steps != GOLDEN_SMALL_STEPS else 2
+    return sorted({default_steps, small}, reverse=True)
+
+
+def references(ckpt: "Checkpoint", default_steps: int, latent_size: int) -> GoldenReference:
+    """The PyTorch reference for every golden case (imports torch)."""
+    from lrf.exporter.calibration import record_trajectories
+    from lrf.models import reference
+
+    label = GOLDEN_LABEL % ckpt.config.num_classes
+    gen = {n: record_trajectories(ckpt, [label], [GOLDEN_SEED], steps=n, latent_size=latent_size)
+           for n in golden_steps(default_steps)}
+    edits: dict[str, tuple] = {}
+    if latent_size == ckpt.config.latent_size:
+        n = min(gen)
+        image = gen[max(gen)].images[0]
+        h, w = image.shape[:2]
+        mask = np.zeros((h, w), np.uint8)
+        mask[:, : w // 2] = 255                                  # keep the left half
+        for kind, m in (("img2img", None), ("inpaint", mask)):
+            out = reference.edit(ckpt, image, label, GOLDEN_SEED + 1, EDIT_STRENGTH, m, steps=n)
+            edits[kind] = (image, m, reference.to_uint8(out)[0], n, GOLDEN_SEED + 1)
+    return GoldenReference(gen, float(gen[max(gen)].guidance), edits)
+
+
+def rng_vectors(seeds=RNG_SEEDS, count: int = RNG_COUNT, normals: int = RNG_NORMALS) -> dict:
+    """Words, uniforms and normals for each seed (with float32 bit patterns); seeds as strings."""
     vectors = []
     for s in seeds:
-        u = prng.uniform(s, count)
-        n = prng.normal(s, count)
-        vectors.append({"seed": int(s), "seed_hex": f"0x{int(s):016x}",
+        u, n = prng.uniform(s, count), prng.normal(s, normals)
+        vectors.append({"seed": str(int(s)),
                         "words_hex": [f"0x{int(w):016x}" for w in prng.words(s, count)],
                         "uniform": [float(v) for v in u],
                         "uniform_bits": [int(b) for b in u.view(np.uint32)],
@@ -41,51 +88,160 @@ def rng_vectors(seeds=RNG_SEEDS, count: int = RNG_COUNT) -> dict:
     return {"spec": prng.SPEC, "vectors": vectors}
 
 
-def _f32(path: Path, array: np.ndarray, rel: str) -> dict:
-    a = np.ascontiguousarray(array, dtype="<f4")
-    path.write_bytes(a.tobytes())
-    return {"file": rel, "dtype": "float32", "shape": list(a.shape)}
+class _Writer:
+    """Writes golden files and their uniform manifest entries."""
+
+    def __init__(self, bundle_dir: Path, precision: str):
+        self.root = Path(bundle_dir)
+        self.files: dict[str, dict] = {}
+        self.tensor = {"metric": "rel_max_abs", "bar": TENSOR_REL_MAX_ABS[precision]}
+        self.image = {"metric": "psnr_db", "bar": IMAGE_PSNR_DB[precision]}
+        self.precision = precision
+
+    def _entry(self, case, content, rel, fmt, dtype, shape, tolerance) -> None:
+        key = content if case is None else f"{case}.{content}"
+        self.files[key] = {"file": rel, "format": fmt, "dtype": dtype, "shape": shape,
+                           "case": case, "content": content, "tolerance": tolerance}
+
+    def _path(self, case, name) -> tuple[Path, str]:
+        rel = f"golden/{name}" if case is None else f"golden/{case}/{name}"
+        path = self.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path, rel
+
+    def json(self, content: str, data: dict) -> None:
+        path, rel = self._path(None, f"{content}.json")
+        path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+        self._entry(None, content, rel, "json", None, None, {"metric": "exact", "bar": 0})
+
+    def f32(self, case: str, content: str, array: np.ndarray, tolerance) -> None:
+        a = np.ascontiguousarray(array, dtype="<f4")
+        path, rel = self._path(case, f"{content}.f32")
+        path.write_bytes(a.tobytes())
+        self._entry(case, content, rel, "f32", "float32", list(a.shape), tolerance)
+
+    def png(self, case: str, content: str, image: np.ndarray, tolerance) -> None:
+        a = np.ascontiguousarray(image, dtype=np.uint8)
+        path, rel = self._path(case, f"{content}.png")
+        Image.fromarray(a).save(path)
+        self._entry(case, content, rel, "png", "uint8", list(a.shape), tolerance)
 
 
-def _png(path: Path, image: np.ndarray, rel: str) -> dict:
-    Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).save(path)
-    return {"file": rel, "dtype": "uint8", "shape": list(image.shape), "format": "png"}
+def write_golden(bundle_dir: Path, ckpt: "Checkpoint", gen: Generator | None, precision: str,
+                 latent_size: int | None = None) -> dict:
+    """Compute the PyTorch reference of every golden case (:func:`references`), write
+    ``golden/`` and return the manifest's ``golden`` section. ``gen`` runs this bundle (None for
+    targets without a runtime backend here: then only the inputs, the RNG vectors and the
+    PyTorch reference are written)."""
+    ref = references(ckpt, int(ckpt.sampling["steps"]), latent_size or ckpt.config.latent_size)
+    return write_golden_files(bundle_dir, gen, ref, list(ckpt.classes), precision)
 
 
-def write_golden(bundle_dir: Path, ref: "Trajectories", gen: Generator | None,
-                 classes: list[str], image_psnr_db: float) -> dict:
-    """Write ``golden/`` for the single case in ``ref`` (batch 1) and return the manifest's
-    ``golden`` section. ``gen`` runs this bundle (None for targets without a runtime backend
-    here: then only the reference, noise, timesteps and RNG vectors are written)."""
-    if ref.batch != 1:
-        raise ValueError(f"golden case must be one image, got {ref.batch}")
-    d = Path(bundle_dir) / "golden"
-    d.mkdir(exist_ok=True)
-    label, seed, n = int(ref.labels[0]), int(ref.seeds[0]), ref.steps
-    files = {}
-    (d / "rng.json").write_text(json.dumps(rng_vectors(), indent=1) + "\n")
-    files["rng"] = {"file": "golden/rng.json", "format": "json"}
-    files["timesteps"] = _f32(d / "timesteps.f32", scheduler.timesteps(n, ref.shift),
-                              "golden/timesteps.f32")
-    noise = prng.noise([seed], ref.latents.shape[2:])
-    files["noise"] = _f32(d / "noise.f32", noise, "golden/noise.f32")
-    files["reference"] = _png(d / "reference.png", ref.images[0], "golden/reference.png")
-    files["reference_float"] = _f32(d / "reference.f32", ref.images_float, "golden/reference.f32")
-    if gen is not None:
-        y = np.asarray([label], dtype=np.int32)
-        g = np.asarray([ref.guidance], dtype=np.float32)
-        t0 = np.asarray([ref.times[0]], dtype=np.float32)
-        files["velocity_0"] = _f32(d / "velocity_0.f32", gen.step(noise, t0, y, g),
-                                   "golden/velocity_0.f32")
-        z = gen.sample_latents(noise, y, g, n)
-        files["latent_final"] = _f32(d / "latent_final.f32", z, "golden/latent_final.f32")
-        files["image_stepwise"] = _png(d / "image_stepwise.png", gen.decode(z)[0],
-                                       "golden/image_stepwise.png")
-        if n in gen.fused_steps:
-            img = gen.generate(label, seed, steps=n, guidance=ref.guidance, mode="fused")
-            files[f"image_fused_{n}"] = _png(d / f"image_fused_{n}.png", img,
-                                             f"golden/image_fused_{n}.png")
-    return {"case": {"seed": seed, "label": label, "class": classes[label], "steps": n,
-                     "guidance": ref.guidance},
-            "files": files,
-            "tolerances": {"noise_max_abs": 1e-6, "image_psnr_db": image_psnr_db}}
+def write_golden_files(bundle_dir: Path, gen: Generator | None, ref: GoldenReference,
+                       classes: list[str], precision: str) -> dict:
+    """Write ``golden/`` for the reference ``ref``; returns the manifest's ``golden`` section."""
+    w = _Writer(bundle_dir, precision)
+    w.json("rng_vectors", rng_vectors())
+    ref_tensor = w.tensor if precision == "fp32" else None  # int8: judged by its images
+    cases: dict[str, dict] = {}
+    for n, r in sorted(ref.generate.items(), reverse=True):
+        if r.batch != 1:
+            raise ValueError(f"golden case must be one image, got {r.batch}")
+        label, seed = int(r.labels[0]), int(r.seeds[0])
+        case = f"generate_{n}"
+        cases[case] = {"kind": "generate", "seed": str(seed), "label": label,
+                       "class": classes[label], "steps": n, "guidance": float(r.guidance),
+                       "strength": None, "modes": ["fused", "stepwise"] if gen else []}
+        noise = prng.noise([seed], r.latents.shape[2:])
+        ts = scheduler.timesteps(n, r.shift)
+        w.f32(case, "timesteps", ts, {"metric": "exact", "bar": 0})
+        w.f32(case, "noise", noise, {"metric": "max_abs", "bar": NOISE_MAX_ABS})
+        w.f32(case, "reference_latent_final", r.latents[-1], ref_tensor)
+        w.png(case, "reference_image", r.images[0], w.image)
+        if gen is None:
+            continue
+        y, g = np.asarray([label], np.int32), np.asarray([r.guidance], np.float32)
+        k = gen.window[0]
+        w.f32(case, "denoise_first", gen.denoise(noise, ts[:k + 1], y, g, window=k), w.tensor)
+        for mode in ("fused", "stepwise"):
+            z = gen.sample_latents(noise, y, g, n, mode=mode)
+            w.f32(case, f"latent_final_{mode}", z, w.tensor)
+            w.png(case, f"image_{mode}", gen.decode(z)[0], w.image)
+    edits = ref.edits if gen is None or "encoder" in gen.bundle.graphs else {}
+    for kind, (image, mask, ref_image, n, seed) in edits.items():
+        case = f"{kind}_{n}"
+        label = GOLDEN_LABEL % len(classes)
+        cases[case] = {"kind": kind, "seed": str(seed), "label": label, "class": classes[label],
+                       "steps": n, "guidance": ref.guidance, "strength": EDIT_STRENGTH,
+                       "modes": []}
+        w.png(case, "input_image", image, None)
+        if mask is not None:
+            w.png(case, "mask", mask, None)
+        w.png(case, "reference_image", ref_image, w.image)
+        if gen is not None:
+            mode = "stepwise" if mask is not None else "fused"
+            out = gen.edit(image, label, seed, EDIT_STRENGTH, mask, steps=n,
+                           guidance=ref.guidance, mode=mode)
+            w.png(case, f"image_{mode}", np.asarray(out), w.image)
+            cases[case]["modes"] = [mode]
+    return {"runtime": gen.backend.settings() if gen is not None else None,
+            "cases": cases, "files": w.files}
+
+
+# ---------------------------------------------------------------- reading and judging
+ENTRY_KEYS = ("file", "format", "dtype", "shape", "case", "content", "tolerance")
+
+
+def read_file(bundle, key: str):
+    """The golden file ``key`` of an open :class:`~lrf.runtime.Bundle`, as JSON data or an
+    array of its manifest shape (through the bundle's containment rules)."""
+    entry = bundle.manifest["golden"]["files"][key]
+    if not isinstance(entry, dict) or tuple(sorted(entry)) != tuple(sorted(ENTRY_KEYS)):
+        raise ValueError(f"manifest.json: golden.files.{key}: expected keys {list(ENTRY_KEYS)}, "
+                         f"got {sorted(entry) if isinstance(entry, dict) else entry!r}")
+    if entry["format"] not in ("json", "f32", "png") or (
+            entry["format"] != "json" and not isinstance(entry["shape"], list)):
+        raise ValueError(f"manifest.json: golden.files.{key}: expected format json/f32/png "
+                         f"with a shape list, got {entry['format']!r} {entry['shape']!r}")
+    path = bundle.file(entry["file"])
+    if entry["format"] == "json":
+        return json.loads(path.read_text(encoding="utf-8"))
+    if entry["format"] == "png":
+        try:
+            with Image.open(path) as im:
+                a = np.asarray(im)
+        except (OSError, ValueError, Image.DecompressionBombError):
+            raise ValueError(f"{entry['file']}: not a readable PNG; re-export the bundle") \
+                from None
+        if list(a.shape) != entry["shape"]:
+            raise ValueError(f"{entry['file']}: image of shape {list(a.shape)}, manifest shape "
+                             f"{entry['shape']}")
+    else:
+        a = np.fromfile(path, dtype="<f4")
+        if a.size != int(np.prod(entry["shape"])):
+            raise ValueError(f"{entry['file']}: {a.size} floats, manifest shape {entry['shape']}")
+    return a.reshape(entry["shape"])
+
+
+def judge(tolerance: dict | None, want: np.ndarray, got: np.ndarray) -> tuple[bool, float | None]:
+    """(passed, measured value) of ``got`` against the golden array ``want`` under a
+    ``golden.files.*.tolerance`` (BUNDLE.md section 6); (True, None) when not compared."""
+    if tolerance is None:
+        return True, None
+    metric, bar = tolerance["metric"], float(tolerance["bar"])
+    want, got = np.asarray(want), np.asarray(got)
+    if want.shape != got.shape:
+        return False, None
+    if metric == "exact":
+        return bool(np.array_equal(want, got)), 0.0 if np.array_equal(want, got) else None
+    if metric == "psnr_db":
+        mse = float(np.mean((want.astype(np.float64) - got.astype(np.float64)) ** 2))
+        value = 100.0 if mse == 0 else min(100.0, 10 * np.log10(255.0 ** 2 / mse))
+        return value >= bar, value
+    err = np.abs(want.astype(np.float64) - got.astype(np.float64))
+    value = float(err.max()) if err.size else 0.0
+    if metric == "rel_max_abs":
+        value /= max(float(np.abs(want).max()), 1e-12)
+    elif metric != "max_abs":
+        raise ValueError(f"unknown golden tolerance metric {metric!r}")
+    return bool(np.isfinite(value) and value <= bar), value

@@ -1,18 +1,19 @@
-"""The fused ``generator_<N>`` ONNX graph, composed from the exported ``step`` and ``decoder``
-graphs, so weights are stored once and the math is exactly the stepwise path's: t_i as float32
-constants (``lrf.runtime.scheduler``), ``z + float32(t_{i+1} - t_i) * v``, then the decoder. An
-int8 generator reuses the calibrated int8 step and decoder unchanged.
+"""The ``denoise`` ONNX graph: an ONNX ``Loop`` over the timestep window, composed from the
+exported ``cond`` and ``body`` pieces (``lrf.exporter.onnx_core``).
 
-Two forms (measured on the cifar10 preset, one thread, CPU time, this machine):
+    denoise(latent [B,C,h,w] f32, timesteps [K+1] f32, label [B] i32, guidance [B] f32)
+        -> latent [B,C,h,w] f32
+    for i in 0..K-1:  v = velocity(z, t_i) ;  z = z + (t_{i+1} - t_i) * v     (float32)
 
-* ``loop`` (default): an ONNX ``Loop`` of N iterations whose body is the step graph. The file is
-  step + decoder for any N (0.99x), and a session opens in ~0.2-0.4 s.
-* ``unrolled``: N copies of the step's nodes. Node definitions grow with N: int8 at N=8 is
-  already 1.26x step + decoder (above the 1.2x budget), and onnxruntime spends ~21 s (int8, N=8)
-  optimising it when a session opens; per image it was 15-25% faster than the loop at N=8.
+The trip count is K = len(timesteps) - 1, read from the input, so one file serves a window of
+one step (stepwise, with progress and cancel between calls), chunks, and the whole schedule of
+any N. Per call, before the loop: the conditioning of every step of the window (``cond``), the
+latent turned into tokens [B,1,N,C], and the K step sizes; the body is one velocity evaluation
+plus the Euler update, which is written here and nowhere else in the ONNX export. The weights
+are outer-scope initializers, stored once whatever K is.
 
-Why compose at all instead of tracing ``GeneratorGraph``: the dynamo exporter's cost grows with
-the unrolled graph (the cifar10 core at N = 50 did not finish in 11 CPU-minutes here).
+Why compose instead of tracing a loop: the dynamo exporter unrolls Python loops, and its cost
+grows with the unrolled graph.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from lrf.runtime import scheduler
+FLOAT, INT64 = onnx.TensorProto.FLOAT, onnx.TensorProto.INT64
 
 
 def _prefix_graph(graph: onnx.GraphProto, tag: str, inputs: dict[str, str],
@@ -50,104 +51,92 @@ def _prefix_graph(graph: onnx.GraphProto, tag: str, inputs: dict[str, str],
     return nodes, names
 
 
-def _copy_initializers(step: onnx.ModelProto, decoder: onnx.ModelProto):
-    inits, init_map = [], {}
-    for tag, g in (("s", step.graph), ("d", decoder.graph)):
-        init_map[tag] = {}
-        for init in g.initializer:
-            new = onnx.TensorProto()
-            new.CopyFrom(init)
-            new.name = f"{tag}/{init.name}"
-            init_map[tag][init.name] = new.name
-            inits.append(new)
-    return inits, init_map
+def _initializers(tag: str, graph: onnx.GraphProto) -> tuple[list, dict[str, str]]:
+    inits, names = [], {}
+    for init in graph.initializer:
+        new = onnx.TensorProto()
+        new.CopyFrom(init)
+        new.name = names[init.name] = f"{tag}/{init.name}"
+        inits.append(new)
+    return inits, names
 
 
-def _finish(step, decoder, nodes, inits, steps, image, noise, form):
-    sg, dg = step.graph, decoder.graph
-    s_in = {i.name: i for i in sg.input}
-    elem = dg.output[0].type.tensor_type.elem_type
-    out = helper.make_tensor_value_info("image", elem, [d if s < 0 else s for s, d in
-                                                        zip(image["shape"], image["dims"])])
-    graph = helper.make_graph(nodes, f"generator_{steps}",
-                              [noise, s_in["label"], s_in["guidance"]], [out], inits)
-    opsets = {o.domain: o.version for o in list(step.opset_import) + list(decoder.opset_import)}
+def _const(name: str, values, dtype=np.int64) -> onnx.TensorProto:
+    return numpy_helper.from_array(np.asarray(values, dtype=dtype), name)
+
+
+def compose_denoise(cond: onnx.ModelProto, body: onnx.ModelProto, inputs: list[dict],
+                    output: dict) -> onnx.ModelProto:
+    """``denoise`` from ``cond`` (timesteps, label, guidance -> cond [K,B',1,1,D]) and ``body``
+    (z [B,1,N,C], cond [B',1,1,D], guidance [B,1,1,1] -> velocity [B,1,N,C]; a turbo body has
+    no guidance input). ``inputs``/``output``: the manifest tensor entries (names, shapes)."""
+    by_role = {t["role"]: t for t in inputs}
+    lat = by_role["latent"]
+    c, h, w = lat["shape"][1:]
+    n = h * w
+    latent, ts, label, guidance = (by_role[r]["name"] for r in
+                                   ("latent", "timesteps", "label", "guidance"))
+    c_inits, c_names = _initializers("c", cond.graph)
+    b_inits, b_names = _initializers("b", body.graph)
+    inits = c_inits + b_inits + [
+        _const("d/tok_shape", [0, c, n]), _const("d/z_shape", [0, 1, n, c]),
+        _const("d/out_shape", [0, c, h, w]), _const("d/flat_shape", [0, n, c]),
+        _const("d/g_shape", [-1, 1, 1, 1]), _const("d/zero", [0]), _const("d/one", [1]),
+        _const("d/minus_one", [-1]), _const("d/big", [np.iinfo(np.int64).max])]
+    cond_in = [i.name for i in cond.graph.input]
+    nodes, names = _prefix_graph(cond.graph, "c", {k: {"timesteps": ts, "label": label,
+                                                       "guidance": guidance}[k]
+                                                   for k in cond_in}, c_names)
+    cond_all = names[cond.graph.output[0].name]
+    mk = helper.make_node
+    nodes += [
+        # tokens [B,1,N,C] for the loop; back to [B,C,h,w] after it
+        mk("Reshape", [latent, "d/tok_shape"], ["d/z_cn"], name="d/z_cn"),
+        mk("Transpose", ["d/z_cn"], ["d/z_nc"], name="d/z_nc", perm=[0, 2, 1]),
+        mk("Reshape", ["d/z_nc", "d/z_shape"], ["d/z0"], name="d/z0"),
+        mk("Reshape", [guidance, "d/g_shape"], ["d/g4"], name="d/g4"),
+        # the step sizes t_{i+1} - t_i (float32) and the trip count K
+        mk("Slice", [ts, "d/one", "d/big"], ["d/t_next"], name="d/t_next"),
+        mk("Slice", [ts, "d/zero", "d/minus_one"], ["d/t_cur"], name="d/t_cur"),
+        mk("Sub", ["d/t_next", "d/t_cur"], ["d/dts"], name="d/dts"),
+        mk("Shape", ["d/dts"], ["d/k1"], name="d/k1"),
+        mk("Squeeze", ["d/k1", "d/zero"], ["d/k"], name="d/k"),
+    ]
+    body_in = [i.name for i in body.graph.input]
+    feeds = {"z": "z", "cond": "cond_i", "guidance": "d/g4"}
+    b_nodes, b_map = _prefix_graph(body.graph, "b", {k: feeds[k] for k in body_in}, b_names)
+    velocity = b_map[body.graph.output[0].name]
+    z_dims = ["batch", 1, n, c]
+    loop_body = helper.make_graph(
+        [mk("Gather", [cond_all, "it"], ["cond_i"], name="loop/cond_i", axis=0),
+         mk("Gather", ["d/dts", "it"], ["dt"], name="loop/dt", axis=0),
+         *b_nodes,
+         # the Euler update, z + (t_{i+1} - t_i) * v, as lrf.models.flow.euler_sample
+         mk("Mul", [velocity, "dt"], ["dz"], name="loop/dz"),
+         mk("Add", ["z", "dz"], ["z_next"], name="loop/z_next")],
+        "euler_step",
+        [helper.make_tensor_value_info("it", INT64, []),
+         helper.make_tensor_value_info("cond_in", onnx.TensorProto.BOOL, []),
+         helper.make_tensor_value_info("z", FLOAT, z_dims)],
+        [helper.make_tensor_value_info("cond_in", onnx.TensorProto.BOOL, []),
+         helper.make_tensor_value_info("z_next", FLOAT, z_dims)])
+    nodes += [
+        mk("Loop", ["d/k", "", "d/z0"], ["d/z_final"], name="d/euler_loop", body=loop_body),
+        mk("Reshape", ["d/z_final", "d/flat_shape"], ["d/z_flat"], name="d/z_flat"),
+        mk("Transpose", ["d/z_flat"], ["d/z_cn_out"], name="d/z_cn_out", perm=[0, 2, 1]),
+        mk("Reshape", ["d/z_cn_out", "d/out_shape"], [output["name"]], name="d/out")]
+
+    def vi(t):
+        elem = {"float32": FLOAT, "int32": onnx.TensorProto.INT32}[t["dtype"]]
+        return helper.make_tensor_value_info(t["name"], elem, [d if s < 0 else s for s, d in
+                                                               zip(t["shape"], t["dims"])])
+
+    graph = helper.make_graph(nodes, "denoise", [vi(t) for t in inputs], [vi(output)], inits)
+    opsets: dict[str, int] = {}
+    for o in list(cond.opset_import) + list(body.opset_import):
+        opsets[o.domain] = max(opsets.get(o.domain, 0), o.version)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v)
                                                     for d, v in sorted(opsets.items())],
-                              producer_name="lrf-export", ir_version=step.ir_version)
-    helper.set_model_props(model, {"lrf.graph": f"generator_{steps}", "lrf.form": form,
-                                   "lrf.steps": str(steps)})
+                              producer_name="lrf-export", ir_version=body.ir_version)
+    helper.set_model_props(model, {"lrf.graph": "denoise", "lrf.form": "loop"})
     return model
-
-
-def _noise_input(step: onnx.ModelProto) -> onnx.ValueInfoProto:
-    latent = {i.name: i for i in step.graph.input}["latent"]
-    return helper.make_tensor_value_info("noise", onnx.TensorProto.FLOAT,
-                                         [d.dim_param or d.dim_value
-                                          for d in latent.type.tensor_type.shape.dim])
-
-
-def compose_generator(step: onnx.ModelProto, decoder: onnx.ModelProto, steps: int,
-                      shift: float, image: dict, form: str = "loop") -> onnx.ModelProto:
-    """generator(noise [B,C,h,w] f32, label [B] i32, guidance [B] f32) -> image, from the step
-    graph (inputs latent, t, label, guidance -> velocity) and the decoder (latent -> image).
-    ``image`` is the output's manifest tensor entry (shape, with -1 for the batch).
-
-    ``form="loop"``: one ONNX ``Loop`` of N iterations whose body is the step graph (t_i and
-    dt_i gathered from constant tables by the iteration index); the file is step + decoder
-    whatever N. ``form="unrolled"``: N copies of the step's nodes (weights still shared)."""
-    if form not in ("loop", "unrolled"):
-        raise ValueError(f"form must be 'loop' or 'unrolled', got {form!r}")
-    ts = scheduler.timesteps(steps, shift)
-    inits, init_map = _copy_initializers(step, decoder)
-    noise = _noise_input(step)
-    nodes = [helper.make_node("Shape", ["noise"], ["batch_shape"], name="batch_shape",
-                              start=0, end=1)]
-    if form == "unrolled":
-        z = "noise"
-        for i in range(steps):
-            t_name, dt_name = f"gen/t_{i}", f"gen/dt_{i}"
-            inits.append(numpy_helper.from_array(np.asarray([ts[i]], dtype=np.float32), t_name))
-            inits.append(numpy_helper.from_array(np.float32(ts[i + 1] - ts[i]), dt_name))
-            nodes.append(helper.make_node("Expand", [t_name, "batch_shape"], [f"gen/tb_{i}"],
-                                          name=f"gen/expand_t_{i}"))
-            body, names = _prefix_graph(step.graph, f"s{i}",
-                                        {"latent": z, "t": f"gen/tb_{i}", "label": "label",
-                                         "guidance": "guidance"}, init_map["s"])
-            nodes += body
-            nodes.append(helper.make_node("Mul", [names["velocity"], dt_name], [f"gen/dz_{i}"],
-                                          name=f"gen/mul_{i}"))
-            nodes.append(helper.make_node("Add", [z, f"gen/dz_{i}"], [f"gen/z_{i + 1}"],
-                                          name=f"gen/add_{i}"))
-            z = f"gen/z_{i + 1}"
-    else:
-        # per-iteration constants: t_i as [1] (expanded to [B] in the body) and dt_i scalars
-        inits.append(numpy_helper.from_array(ts[:-1].reshape(-1, 1).copy(), "gen/times"))
-        inits.append(numpy_helper.from_array((ts[1:] - ts[:-1]).astype(np.float32),
-                                             "gen/dts"))
-        inits.append(numpy_helper.from_array(np.asarray(steps, dtype=np.int64), "gen/n"))
-        body_nodes = [
-            helper.make_node("Gather", ["gen/times", "it"], ["t1"], name="loop/t", axis=0),
-            helper.make_node("Expand", ["t1", "batch_shape"], ["tb"], name="loop/expand_t"),
-            helper.make_node("Gather", ["gen/dts", "it"], ["dt"], name="loop/dt", axis=0),
-            helper.make_node("Identity", ["cond_in"], ["cond_out"], name="loop/cond")]
-        body, names = _prefix_graph(step.graph, "s", {"latent": "z", "t": "tb", "label": "label",
-                                                      "guidance": "guidance"}, init_map["s"])
-        body_nodes += body
-        body_nodes += [helper.make_node("Mul", [names["velocity"], "dt"], ["dz"], name="loop/mul"),
-                       helper.make_node("Add", ["z", "dz"], ["z_next"], name="loop/add")]
-        latent_dims = [d.dim_param or d.dim_value for d in noise.type.tensor_type.shape.dim]
-        body_graph = helper.make_graph(
-            body_nodes, "euler_step",
-            [helper.make_tensor_value_info("it", onnx.TensorProto.INT64, []),
-             helper.make_tensor_value_info("cond_in", onnx.TensorProto.BOOL, []),
-             helper.make_tensor_value_info("z", onnx.TensorProto.FLOAT, latent_dims)],
-            [helper.make_tensor_value_info("cond_out", onnx.TensorProto.BOOL, []),
-             helper.make_tensor_value_info("z_next", onnx.TensorProto.FLOAT, latent_dims)])
-        nodes.append(helper.make_node("Loop", ["gen/n", "", "noise"], ["gen/z_final"],
-                                      name="gen/euler_loop", body=body_graph))
-        z = "gen/z_final"
-    body, names = _prefix_graph(decoder.graph, "d", {"latent": z}, init_map["d"])
-    nodes += body
-    nodes.append(helper.make_node("Identity", [names["image"]], ["image"], name="gen/image"))
-    return _finish(step, decoder, nodes, inits, steps, image, noise, form)

@@ -1,45 +1,112 @@
 """int8 for the ONNX target: per graph, quantisation variants are built and measured against
-the PyTorch reference on held-out trajectories; every measured variant goes into the manifest.
+the PyTorch reference on held-out data; every measured variant goes into the manifest.
 
-Variants (onnxruntime.quantization):
-  * ``static_qdq``: QDQ, int8 per-channel weights, uint8 activations calibrated (MinMax) on latents
-    recorded from PyTorch sampling at every timestep; MatMul/Gemm/Conv with a constant weight.
-    The activation x activation MatMuls of attention (q k^T, attn v) stay float: they have no
-    weight to shrink and their ranges move with every input.
-  * ``static_qdq_float_edges``: the same with the usual sensitive layers kept float: the first and
-    last weight layers of the denoiser (latent patch embedding, velocity output projection) and of
-    the decoder (first conv, last conv to RGB).
-  * ``dynamic``: int8 weights, activations quantised at run time (no calibration).
+Variants:
+  * ``weight_only``: int8 per-channel symmetric weights (MatMul B inputs, Conv weights), each
+    dequantised by one ``DequantizeLinear`` in the top graph. In ``denoise`` those sit before the
+    ``Loop``, so they run once per call and every step computes in float32 with exactly the fp32
+    graph's kernels: at these sizes int8 arithmetic buys no speed, only Q/DQ kernels, and the
+    bundle still stores int8 weights.
+  * ``static_qdq`` (onnxruntime): QDQ, int8 per-channel weights, uint8 activations calibrated
+    (MinMax) on the tensors the graph sees in real use; MatMul/Gemm/Conv with a constant weight.
+  * ``static_qdq_float_edges``: the same with the first and last weight layers kept float.
+  * ``dynamic`` (onnxruntime): int8 weights, activations quantised at run time.
 
-Selection (:func:`choose`): each variant is scored by image PSNR against the reference (the step
-through a full Euler loop with the float decoder) and by single-thread CPU time per call; the
-fastest variant at least ``COMFORT_MARGIN_DB`` above the int8 bar ships, else the most accurate.
-Accuracy beyond a comfortable margin buys nothing on a phone, speed does: on the random-weight
-cifar10 preset the dynamic decoder was 3 dB more accurate (68 vs 65 dB) but 13x slower. The fused
-generators are composed from the chosen step and decoder (``lrf.exporter.onnx_compose``).
+``denoise`` is always ``weight_only`` (the quantisers do not reach into a Loop body).
+``decoder`` and ``encoder`` choose (:func:`choose`) by a deterministic cost, never by CPU time
+on a shared machine: among the variants at least ``COMFORT_MARGIN_DB`` above the int8 bar, the
+fewest onnxruntime kernels per call; ties go to the more accurate, then the smaller file, then
+the name. Two exports of one checkpoint therefore ship the same graphs.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
+from onnx import helper, numpy_helper
 
 from lrf.exporter.parity import image_metrics, tensor_metrics
 from lrf.exporter.targets import ExportContext
 
 OP_TYPES = ["MatMul", "Gemm", "Conv"]
 COMFORT_MARGIN_DB = 10.0  # a variant this far above the int8 image bar is accurate enough
-WEIGHT_OPS = {"MatMul", "Gemm", "Conv"}
+MIN_WEIGHT_ELEMENTS = 256  # smaller tensors (biases, tiny tables) stay float
+INT8_VARIANTS = ("weight_only", "static_qdq", "static_qdq_float_edges", "dynamic")
 
 
+# ---------------------------------------------------------------------------- weight-only int8
+def _quantize_axis(w: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 per slice along ``axis``: (q int8, scale float32 [w.shape[axis]])."""
+    red = tuple(i for i in range(w.ndim) if i != axis)
+    amax = np.abs(w).max(axis=red)
+    scale = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
+    shape = [1] * w.ndim
+    shape[axis] = -1
+    q = np.clip(np.rint(w / scale.reshape(shape)), -127, 127).astype(np.int8)
+    return q, scale
+
+
+def weight_only(model: onnx.ModelProto) -> int:
+    """Replace every float weight (MatMul input B of rank 2 or 3, Gemm B, Conv W) by int8 plus a
+    ``DequantizeLinear`` at the top of the graph, in place; returns the count. Per output channel:
+    MatMul [Din, Dout] along Dout; a head-shaped [G, Din, hd] along (G, hd), stored as
+    [Din, G*hd] and restored by Reshape + Transpose; Gemm along its output axis; Conv
+    [Cout, ...] along Cout."""
+    g = model.graph
+    inits = {i.name: i for i in g.initializer}
+    roles: dict[str, set] = {}
+    from lrf.exporter.targets.onnx import all_nodes
+
+    for node in all_nodes(g):
+        trans = any(a.name == "transB" and a.i for a in node.attribute)
+        for k, x in enumerate(node.input):
+            if x in inits:
+                roles.setdefault(x, set()).add((node.op_type, k, trans))
+    front, count = [], 0
+    for name, uses in roles.items():
+        init = inits[name]
+        op, k, trans = next(iter(uses))
+        if (init.data_type != onnx.TensorProto.FLOAT or len(uses) != 1 or k != 1
+                or op not in ("MatMul", "Conv", "Gemm")):
+            continue
+        w = numpy_helper.to_array(init)
+        ranks = {"MatMul": (2, 3), "Gemm": (2,), "Conv": (3, 4, 5)}[op]
+        if w.size < MIN_WEIGHT_ELEMENTS or w.ndim not in ranks:
+            continue
+        conv = op == "Conv"
+        stored = w if conv or w.ndim == 2 else w.transpose(1, 0, 2).reshape(w.shape[1], -1)
+        axis = 0 if conv or (op == "Gemm" and trans) else 1  # the output channels
+        q, scale = _quantize_axis(stored, axis)
+        base = f"{name}_int8"
+        g.initializer.remove(init)
+        g.initializer.extend([numpy_helper.from_array(q, base),
+                              numpy_helper.from_array(scale, f"{base}_scale"),
+                              numpy_helper.from_array(np.zeros_like(scale, np.int8),
+                                                      f"{base}_zero")])
+        out = name if conv or w.ndim == 2 else f"{base}_dq"
+        front.append(helper.make_node("DequantizeLinear", [base, f"{base}_scale", f"{base}_zero"],
+                                      [out], name=f"{base}/dq", axis=axis))
+        if out != name:  # [Din, G*hd] -> [Din, G, hd] -> [G, Din, hd]
+            shape = numpy_helper.from_array(np.asarray([w.shape[1], w.shape[0], w.shape[2]],
+                                                       np.int64), f"{base}_shape")
+            g.initializer.append(shape)
+            front += [helper.make_node("Reshape", [out, shape.name], [f"{base}_r"],
+                                       name=f"{base}/reshape"),
+                      helper.make_node("Transpose", [f"{base}_r"], [name],
+                                       name=f"{base}/transpose", perm=[1, 0, 2])]
+        count += 1
+    nodes = front + list(g.node)
+    del g.node[:]
+    g.node.extend(nodes)
+    return count
+
+
+# ---------------------------------------------------------------------------- onnxruntime QDQ
 class _Feeds:
     """onnxruntime CalibrationDataReader over a list of feed dicts."""
 
@@ -50,27 +117,11 @@ class _Feeds:
         return next(self._it, None)
 
 
-def _weight_nodes(model: onnx.ModelProto) -> list[tuple[onnx.NodeProto, str]]:
-    """(node, content hash of its weight) for every MatMul/Gemm/Conv whose B/W input is an
-    initializer, in graph (topological) order."""
-    inits = {i.name: i for i in model.graph.initializer}
-    out = []
-    for node in model.graph.node:
-        if node.op_type in WEIGHT_OPS and len(node.input) > 1 and node.input[1] in inits:
-            arr = numpy_helper.to_array(inits[node.input[1]])
-            out.append((node, hashlib.sha256(arr.tobytes() + str(arr.shape).encode()).hexdigest()))
-    return out
-
-
-def edge_weights(model: onnx.ModelProto) -> set[str]:
-    """Content hashes of the first and last weight layer of a graph (``step`` or ``decoder``)."""
-    nodes = _weight_nodes(model)
-    return {nodes[0][1], nodes[-1][1]} if nodes else set()
-
-
-def _nodes_using(model: onnx.ModelProto, hashes: set[str]) -> list[str]:
-    """Names of the weight nodes whose weight is one of ``hashes`` (in any unrolled step)."""
-    return [n.name for n, h in _weight_nodes(model) if h in hashes]
+def _weight_layers(model: onnx.ModelProto) -> list[str]:
+    """Names of the MatMul/Gemm/Conv nodes with a constant weight, in graph order."""
+    inits = {i.name for i in model.graph.initializer}
+    return [n.name for n in model.graph.node
+            if n.op_type in OP_TYPES and len(n.input) > 1 and n.input[1] in inits]
 
 
 def _static(src: Path, dst: Path, feeds: list[dict], exclude: list[str]) -> None:
@@ -85,213 +136,162 @@ def _static(src: Path, dst: Path, feeds: list[dict], exclude: list[str]) -> None
                                    "DefaultTensorType": onnx.TensorProto.FLOAT})
 
 
-def gemm_to_matmul(model: onnx.ModelProto) -> int:
-    """Rewrite Gemm(A, W, b) with a constant W as MatMul(A, W') + b, in place; returns the count.
-
-    onnxruntime's dynamic quantiser has no Gemm kernel (it mis-handles transB), but quantises
-    MatMul; each weight is transposed once even when several Gemms share it."""
-    g = model.graph
-    inits = {i.name: i for i in g.initializer}
-    done: dict[tuple[str, int], str] = {}
-    nodes, count = [], 0
-    for node in g.node:
-        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        if (node.op_type != "Gemm" or node.input[1] not in inits or attrs.get("transA", 0)
-                or attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0):
-            nodes.append(node)
-            continue
-        trans = int(attrs.get("transB", 0))
-        key = (node.input[1], trans)
-        if key not in done:
-            w = numpy_helper.to_array(inits[node.input[1]])
-            done[key] = f"{node.input[1]}_kn"
-            g.initializer.append(numpy_helper.from_array(
-                np.ascontiguousarray(w.T if trans else w), done[key]))
-        mm_out = f"{node.output[0]}_mm" if len(node.input) > 2 and node.input[2] else node.output[0]
-        nodes.append(onnx.helper.make_node("MatMul", [node.input[0], done[key]], [mm_out],
-                                           name=f"{node.name}_MatMul"))
-        if mm_out != node.output[0]:
-            nodes.append(onnx.helper.make_node("Add", [mm_out, node.input[2]], [node.output[0]],
-                                               name=f"{node.name}_Add"))
-        count += 1
-    del g.node[:]
-    g.node.extend(nodes)
-    used = {x for n in g.node for x in n.input}
-    keep = [i for i in g.initializer if i.name in used]
-    del g.initializer[:]
-    g.initializer.extend(keep)
-    return count
-
-
-def _dynamic(src: Path, dst: Path, exclude: list[str]) -> None:
+def _dynamic(src: Path, dst: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    model = onnx.load(str(src))
-    gemm_to_matmul(model)
-    src = dst.with_suffix(".matmul.onnx")
-    onnx.save(model, str(src))
     quantize_dynamic(str(src), str(dst), op_types_to_quantize=OP_TYPES, per_channel=True,
-                     reduce_range=False, weight_type=QuantType.QInt8, nodes_to_exclude=exclude,
+                     reduce_range=False, weight_type=QuantType.QInt8,
                      extra_options={"MatMulConstBOnly": True,
                                     "DefaultTensorType": onnx.TensorProto.FLOAT})
 
 
+def _weight_only_file(src: Path, dst: Path) -> None:
+    model = onnx.load(str(src))
+    weight_only(model)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(dst))
+
+
+# ---------------------------------------------------------------------------- scoring
 def _session(path: Path):
-    import onnxruntime as ort
+    from lrf.runtime.backend_onnxruntime import make_session
 
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    so.intra_op_num_threads = 1  # scoring is not latency-bound; spinning threads waste CPU
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    return make_session(path, threads=1)  # scoring is not latency-bound: one thread
 
 
-class _Evaluator:
-    """Scores a candidate file of graph ``name`` on the held-out selection set.
+def kernels_per_call(path: Path, feed: dict) -> int:
+    """onnxruntime kernels one call runs (profiler events, one thread): deterministic for a
+    given graph and onnxruntime version."""
+    from lrf.benchmarks.profile import kernel_profile
 
-    Both graphs are judged by the images they lead to, against the PyTorch reference images:
-    ``decoder`` on the reference's final latents; ``step`` by running the whole Euler loop with
-    the candidate step and the float decoder (``float_decoder``), so its error accumulates over
-    every timestep as in real use. The step's teacher-forced velocity SNR is recorded too."""
+    return sum(o["kernels_per_call"] for o in kernel_profile(path, feed, 1)["ops"])
 
-    metric = "image_psnr_db"
 
-    def __init__(self, name: str, ctx: ExportContext, float_decoder: Path):
-        self.name, self.sel = name, ctx.selection
-        self.decoder = _session(float_decoder) if name == "step" else None
-
-    def __call__(self, path: Path) -> dict:
-        """{"value": image PSNR, "cpu_ms_per_call": ..., ["velocity_snr_db": ...]}."""
-        from lrf.runtime import scheduler
-
-        sess, sel = _session(path), self.sel
-        t0, calls = time.process_time(), 0
-        if self.name == "decoder":
-            images = sess.run(None, sel.decoder_feeds()[0])[0]
-            calls = 1
-        else:
-            feed = sel.generator_feeds()[0]
-            z, y, g = feed["noise"], feed["label"], feed["guidance"]
-            for i in range(sel.steps):
-                t = np.full((sel.batch,), sel.times[i], dtype=np.float32)
-                v = sess.run(None, {"latent": z, "t": t, "label": y, "guidance": g})[0]
-                z = scheduler.euler_update(z, sel.times[i], sel.times[i + 1], v)
-            calls = sel.steps
-        ms = 1000 * (time.process_time() - t0) / calls
-        if self.name == "step":
-            images = self.decoder.run(None, {"latent": z})[0]
-        out = {"value": float(image_metrics(sel.images, images)["psnr_db"]),
-               "cpu_ms_per_call": round(ms, 3)}
-        if self.name == "step":
-            vel = np.stack([sess.run(None, f)[0] for f in sel.step_feeds()])
-            m = tensor_metrics(sel.velocities, vel)
-            out["velocity_snr_db"] = m["snr_db"]
-        return out
+def _score(name: str, path: Path, sel, enc, float_decoder: Path) -> dict:
+    """Image PSNR of candidate ``path`` on the held-out set ``sel``: ``denoise`` over the whole
+    schedule in one call, then the float decoder; ``decoder`` on the reference's final latents;
+    ``encoder`` by the round trip through the float decoder (against PyTorch's encode + decode of
+    the same images, ``enc``). Plus the kernels of one call (batch 1)."""
+    sess, dec = _session(path), _session(float_decoder)
+    y = sel.labels.astype(np.int32)
+    if name == "denoise":
+        g = np.full((sel.batch,), sel.guidance, np.float32)
+        z = sess.run(None, {"latent": sel.latents[0], "timesteps": sel.times, "label": y,
+                            "guidance": g})[0]
+        out = {"value": image_metrics(sel.images, dec.run(None, {"latent": z})[0])["psnr_db"],
+               "final_latent_snr_db": tensor_metrics(sel.latents[-1], z)["snr_db"]}
+        feed = {"latent": sel.latents[0][:1], "timesteps": sel.times[:2], "label": y[:1],
+                "guidance": g[:1]}
+    elif name == "decoder":
+        out = {"value": image_metrics(sel.images, sess.run(None, {"latent": sel.latents[-1]})[0])
+               ["psnr_db"]}
+        feed = {"latent": sel.latents[-1][:1]}
+    else:
+        ref = enc
+        z = sess.run(None, {"image": ref.images})[0]
+        out = {"value": image_metrics(ref.roundtrip, dec.run(None, {"latent": z})[0])["psnr_db"],
+               "latent_snr_db": tensor_metrics(ref.latents, z)["snr_db"]}
+        feed = {"image": ref.images[:1]}
+    out["kernels_per_call"] = kernels_per_call(path, feed)
+    return out
 
 
 def choose(candidates: list[dict], comfortable_db: float) -> dict:
-    """The fastest candidate whose image PSNR is at least ``comfortable_db`` (CPU times within
-    20% count as equal, the more accurate then wins); if none is, the most accurate."""
+    """Among candidates with image PSNR >= ``comfortable_db``: the fewest kernels per call, then
+    the higher PSNR, the smaller file, the name. If none is comfortable: the most accurate."""
     ok = [c for c in candidates if c["value"] >= comfortable_db]
     if not ok:
-        return max(candidates, key=lambda c: c["value"])
-    fastest = min(c["cpu_ms_per_call"] for c in ok)
-    return max((c for c in ok if c["cpu_ms_per_call"] <= 1.2 * fastest),
-               key=lambda c: c["value"])
+        return max(candidates, key=lambda c: (c["value"], -c["bytes"], c["name"]))
+    return min(ok, key=lambda c: (c["kernels_per_call"], -c["value"], c["bytes"], c["name"]))
 
 
 def _calibration_feeds(name: str, ctx: ExportContext) -> list[dict]:
     cal = ctx.calibration
-    if name == "step":
-        return cal.step_feeds()             # every timestep, all calibration trajectories
-    if name == "decoder":
-        return cal.decoder_feeds()          # the final latents the decoder really sees
-    return cal.generator_feeds(batch=8)     # the fused graph replays whole trajectories
-
-
-INT8_VARIANTS = ("static_qdq", "static_qdq_float_edges", "dynamic")
+    return cal.decoder_feeds() if name == "decoder" else cal.encoder_feeds()
 
 
 def quantize_graphs(paths: dict[str, Path], ctx: ExportContext) -> dict[str, dict]:
-    """Replace each fp32 file in ``paths`` (``step``, ``decoder``) by its chosen int8 variant;
-    return the manifest ``quantization`` entry per graph.
+    """Replace each fp32 file in ``paths`` (``denoise``, ``decoder``, ``encoder``) by its int8
+    variant; return the manifest ``quantization`` entry per graph.
 
-    ``ctx.options["int8_variant"]`` (``lrf-export --int8-variant``) builds that variant only and
-    skips the candidate scoring, whose held-out trajectories dominate the export time at large
-    latents (at 512 px: about 20 minutes per candidate on 2 cores). The parity gate still
-    measures the result. ``lrf-bench`` uses it at untrained sizes, with the variant the trained
-    size chose, so the sweep measures the cost of the shipped recipe."""
-    # onnxruntime's "consider pre-processing" warning: its optimizer would swap standard ops for
-    # contrib fusions; we quantise the onnxsim graph as is and measure the result instead.
+    ``ctx.options["int8_variant"]`` (``lrf-export --int8-variant``) builds that variant only for
+    the decoder and encoder and skips the scoring (``denoise`` is always ``weight_only``); the
+    parity gate still measures the result."""
+    # onnxruntime's "consider pre-processing" warning: not actionable (we measure the result)
     logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))
     fixed = ctx.options.get("int8_variant")
     if fixed is not None and fixed not in INT8_VARIANTS:
-        raise ValueError(f"--int8-variant {fixed!r}: choose one of "
-                         f"{', '.join(INT8_VARIANTS)}")
+        raise ValueError(f"--int8-variant {fixed!r}: choose one of {', '.join(INT8_VARIANTS)}")
     if ctx.calibration is None or (ctx.selection is None and not fixed):
         raise ValueError("int8 export needs calibration and selection trajectories")
+    from lrf.exporter.calibration import record_encodings
     from lrf.exporter.parity import IMAGE_PSNR_DB
 
     comfortable = IMAGE_PSNR_DB["int8"] + COMFORT_MARGIN_DB
-    sensitive = edge_weights(onnx.load(str(paths["step"]))) | \
-        edge_weights(onnx.load(str(paths["decoder"])))
-    cal = ctx.calibration
-    calib_info = {"source": "pytorch_trajectories", "seeds": [cal.seeds[0], cal.seeds[-1]],
-                  "images": cal.batch, "labels": "seed i -> class i % num_classes",
-                  "steps": cal.steps, "guidance": cal.guidance,
-                  "timesteps": "all", "method": "minmax"}
     sel = ctx.selection
+    enc = record_encodings(ctx.ckpt, sel.images) if sel is not None else None
     results = {}
     with tempfile.TemporaryDirectory(prefix="lrf-int8-") as scratch:
         scratch = Path(scratch)
         float_decoder = scratch / "decoder.fp32.onnx"
         shutil.copyfile(paths["decoder"], float_decoder)
         for name, path in paths.items():
-            model = onnx.load(str(path))
-            float_nodes = _nodes_using(model, sensitive)
-            evaluate = _Evaluator(name, ctx, float_decoder)
-            fp32 = None if fixed else evaluate(path)
-            feeds = _calibration_feeds(name, ctx)
-            builders = {
-                "static_qdq": lambda d: _static(path, d, feeds, []),
-                "static_qdq_float_edges": lambda d: _static(path, d, feeds, float_nodes),
-                "dynamic": lambda d: _dynamic(path, d, []),
-            }
+            src = scratch / f"{name}.fp32.onnx"
+            shutil.copyfile(path, src)
+            edges = _weight_layers(onnx.load(str(src)))
+            edges = [edges[0], edges[-1]] if edges else []
+            builders = {"weight_only": lambda d: _weight_only_file(src, d)}
+            if name != "denoise":
+                builders.update({
+                    "static_qdq": lambda d: _static(src, d, _calibration_feeds(name, ctx), []),
+                    "static_qdq_float_edges":
+                        lambda d: _static(src, d, _calibration_feeds(name, ctx), edges),
+                    "dynamic": lambda d: _dynamic(src, d)})
+            wanted = [fixed] if fixed in builders else list(builders)
+            if fixed and fixed not in builders:
+                wanted = ["weight_only"]
             candidates = []
-            for cname, build in builders.items():
-                if fixed is not None and cname != fixed:
-                    continue
+            for cname in wanted:
                 dst = scratch / f"{name}.{cname}.onnx"
                 ctx.log(f"onnx int8: {name}: building {cname}")
-                build(dst)
-                scores = {} if fixed else evaluate(dst)
-                candidates.append({"name": cname, "metric": evaluate.metric, **scores,
+                builders[cname](dst)
+                scores = {} if fixed else _score(name, dst, sel, enc, float_decoder)
+                candidates.append({"name": cname, "metric": "image_psnr_db", **scores,
                                    "bytes": dst.stat().st_size, "file": dst})
             best = candidates[0] if fixed else choose(candidates, comfortable)
             shutil.copyfile(best["file"], path)
+            fp32 = None if fixed else _score(name, src, sel, enc, float_decoder)
             if not fixed:
                 ctx.log(f"onnx int8: {name}: chose {best['name']} ({best['value']:.2f} dB, "
-                        f"{best['cpu_ms_per_call']:.2f} ms/call; fp32 {fp32['value']:.2f} dB)")
-            dynamic = best["name"] == "dynamic"
-            entry = {"method": "dynamic" if dynamic else "static_qdq",
-                     "variant": best["name"], "weight_type": "int8", "per_channel": True,
-                     "op_types": OP_TYPES,
-                     "activation_type": "dynamic uint8" if dynamic else "uint8",
-                     "float_ops": "activation x activation MatMuls (attention q k^T, attn v)",
-                     "float_nodes": float_nodes if best["name"].endswith("float_edges") else [],
-                     "float_reason": "first/last weight layers of denoiser and decoder"
-                     if best["name"].endswith("float_edges") else "",
-                     "selection": {"rule": f"fixed by --int8-variant {fixed} (not scored; "
-                                           "the parity gate measures it)"} if fixed else
-                                  {"rule": f"fastest candidate with image PSNR >= "
-                                           f"{comfortable:g} dB (CPU times within 20% tie, "
-                                           "then the more accurate); else the most accurate",
-                                   "images": sel.batch, "seeds": [sel.seeds[0], sel.seeds[-1]],
-                                   "steps": sel.steps if name == "step" else None},
-                     "fp32_reference_metric": None if fixed else
-                                              {"metric": evaluate.metric, **fp32},
-                     "candidates": [{k: v for k, v in c.items() if k != "file"}
-                                    for c in candidates]}
-            if not dynamic:
-                entry["calibration"] = calib_info
-            results[name] = entry
+                        f"{best['kernels_per_call']} kernels/call; fp32 {fp32['value']:.2f} dB)")
+            results[name] = _entry(name, best, candidates, fixed, comfortable, fp32, edges, ctx)
     return results
+
+
+def _entry(name, best, candidates, fixed, comfortable, fp32, edges, ctx) -> dict:
+    v = best["name"]
+    method = {"weight_only": "weight_only", "dynamic": "dynamic"}.get(v, "static_qdq")
+    entry = {"method": method, "variant": v, "weight_type": "int8", "per_channel": True,
+             "op_types": OP_TYPES,
+             "activation_type": {"weight_only": "float32 (weights dequantised once per call)",
+                                 "dynamic": "dynamic uint8"}.get(method, "uint8"),
+             "float_nodes": [e for e in edges] if v.endswith("float_edges") else [],
+             "selection": {"rule": f"fixed by --int8-variant {fixed} (not scored; the parity "
+                                   "gate measures it)"} if fixed else
+                          {"rule": f"fewest onnxruntime kernels per call among candidates with "
+                                   f"image PSNR >= {comfortable:g} dB (ties: higher PSNR, smaller "
+                                   "file, name); else the most accurate",
+                           "cost": "kernels_per_call (deterministic; CPU time is not used)",
+                           "images": ctx.selection.batch,
+                           "seeds": [str(ctx.selection.seeds[0]), str(ctx.selection.seeds[-1])],
+                           "steps": ctx.selection.steps if name == "denoise" else None},
+             "fp32_reference_metric": None if fixed else {"metric": "image_psnr_db", **fp32},
+             "candidates": [{k: val for k, val in c.items() if k != "file"}
+                            for c in candidates]}
+    if method == "static_qdq":
+        cal = ctx.calibration
+        entry["calibration"] = {"source": "pytorch_trajectories", "images": cal.batch,
+                                "seeds": [str(cal.seeds[0]), str(cal.seeds[-1])],
+                                "data": "final latents" if name == "decoder" else
+                                        "final images", "method": "minmax"}
+    return entry

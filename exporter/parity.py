@@ -1,29 +1,32 @@
-"""The parity gate, shared by every target: each artifact against the PyTorch float32 reference
-on fixed (seed, label) cases, through ``lrf.runtime``.
+"""The parity gate, the one path every target takes: :func:`gate` measures a :class:`Runner`
+(a bundle run through ``lrf.runtime``, or a simulation of one) against the PyTorch float32
+reference on fixed (seed, label) cases and returns a :class:`GateResult`; below any bar the
+export writes nothing.
 
-Bars (``runtime/BUNDLE.md`` section 5): final images >= 40 dB PSNR for fp32 bundles and >= 25 dB
-for int8; fp32 step velocities within ``STEP_REL_MAX_ABS`` of the reference (relative to its
-largest magnitude); int8 class fidelity within 3 points of the reference when measurable.
+Bars (``runtime/BUNDLE.md`` section 5): images >= 40 dB PSNR for fp32 bundles and >= 25 dB for
+int8; when the artifact computes in float32 at fp32 precision, the velocity of every reference
+step (read back from a one-step ``denoise`` window) and the encoder's latents within
+``REL_MAX_ABS`` of the reference (relative to its largest magnitude); class fidelity within 3
+points of the reference when measurable. Everything else is judged by the images it produces.
 """
 
 from __future__ import annotations
 
 import math
-
 import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from lrf.exporter.calibration import Trajectories
-from lrf.runtime import Generator
+from lrf.exporter.calibration import Encodings, Trajectories, window_velocity
+from lrf.runtime import scheduler
 
 IMAGE_PSNR_DB = {"fp32": 40.0, "int8": 25.0}
-STEP_REL_MAX_ABS = 1e-3       # fp32 only: int8 steps are judged by the images they produce
+REL_MAX_ABS = 1e-3            # float32 compute at fp32 precision only
+STEP_REL_MAX_ABS = REL_MAX_ABS
 CLASS_FIDELITY_DROP = 0.03    # fraction (3 points)
 PSNR_CAP = 100.0              # identical images read as 100 dB (strict JSON has no Infinity)
-
-
-FUSED_SIZE_RATIO = 1.2         # a fused generator file vs step + decoder (weights stored once)
 
 
 class ParityError(ValueError):
@@ -34,33 +37,7 @@ class ParityError(ValueError):
         super().__init__("export gate failed: " + "; ".join(failures) + " -- no bundle written")
 
 
-def path_size(path) -> int:
-    """Bytes of a file, or of every file under a directory (e.g. an .mlpackage)."""
-    from pathlib import Path
-
-    p = Path(path)
-    return p.stat().st_size if p.is_file() else sum(f.stat().st_size for f in p.rglob("*")
-                                                    if f.is_file())
-
-
-def fused_size_check(bundle_dir, files: dict[str, str]) -> tuple[dict[str, float], list[str]]:
-    """Each ``generator_<N>`` file's size as a fraction of step + decoder (``files``: graph name
-    -> bundle-relative path); a ratio above :data:`FUSED_SIZE_RATIO` means weights are stored
-    more than once, and fails the gate."""
-    from pathlib import Path
-
-    base = path_size(Path(bundle_dir) / files["step"]) + \
-        path_size(Path(bundle_dir) / files["decoder"])
-    ratios, failures = {}, []
-    for name, rel in files.items():
-        if name.startswith("generator_"):
-            ratios[name] = round(path_size(Path(bundle_dir) / rel) / base, 4)
-            if ratios[name] > FUSED_SIZE_RATIO:
-                failures.append(f"{name}: file is {ratios[name]:.2f}x step + decoder > "
-                                f"{FUSED_SIZE_RATIO}x (weights stored more than once?)")
-    return ratios, failures
-
-
+# ---------------------------------------------------------------------------- metrics
 def psnr(ref: np.ndarray, out: np.ndarray) -> float:
     """PSNR in dB of uint8 images (peak 255), capped at :data:`PSNR_CAP`."""
     mse = float(np.mean((ref.astype(np.float64) - out.astype(np.float64)) ** 2))
@@ -81,6 +58,9 @@ def image_metrics(ref: np.ndarray, out: np.ndarray) -> dict:
 
 def tensor_metrics(ref: np.ndarray, out: np.ndarray) -> dict:
     """Float tensors: max-abs error, relative max-abs (to max |ref|) and SNR in dB."""
+    if ref.shape != out.shape:
+        raise ValueError(f"tensor parity: artifact gave {list(out.shape)}, reference is "
+                         f"{list(ref.shape)}")
     ref = ref.astype(np.float64)
     err = out.astype(np.float64) - ref
     if not np.isfinite(err).all():
@@ -93,58 +73,160 @@ def tensor_metrics(ref: np.ndarray, out: np.ndarray) -> dict:
             "finite": True}
 
 
-def _gate_image(result: dict, bar: float, what: str, failures: list[str]) -> dict:
-    result["bar_psnr_db"] = bar
-    result["passed"] = result["psnr_db"] >= bar
-    if not result["passed"]:
-        failures.append(f"{what}: {result['psnr_db']:.2f} dB PSNR < {bar:.0f} dB bar "
-                        f"(short by {bar - result['psnr_db']:.2f} dB)")
-    return result
+# ---------------------------------------------------------------------------- what is measured
+class Runner:
+    """What the gate measures: the three graphs of a bundle, by role, on numpy arrays.
+
+    ``window``: (min, max) steps one ``denoise`` call takes (max None = unbounded);
+    ``float32_compute``: False when the artifact computes in lower precision (e.g. Core ML
+    fp16), which exempts it from the tensor bars; ``simulated`` and ``description`` say how the
+    numbers were obtained (recorded in the manifest)."""
+
+    window: tuple[int, int | None] = (1, None)
+    float32_compute: bool = True
+    simulated: bool = False
+    description: str = ""
+    has_encoder: bool = True
+
+    def denoise(self, latent: np.ndarray, timesteps: np.ndarray, label: np.ndarray,
+                guidance: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def decode(self, latent: np.ndarray) -> np.ndarray:
+        """Normalised latents -> uint8 NHWC images."""
+        raise NotImplementedError
+
+    def encode(self, image: np.ndarray) -> np.ndarray:
+        """uint8 NHWC images -> normalised latents."""
+        raise NotImplementedError
+
+    def sample(self, z: np.ndarray, label: np.ndarray, guidance: np.ndarray, ts: np.ndarray,
+               window: int | None) -> np.ndarray:
+        """The one numpy sampler (``lrf.runtime.scheduler.sample``) over this runner's
+        ``denoise``, in windows of ``window`` steps (None: as large as the graph allows)."""
+        wmin, wmax = self.window
+        spans = scheduler.windows(len(ts) - 1, window, wmin, wmax)
+        return scheduler.sample(lambda zz, tw: self.denoise(zz, tw, label, guidance), ts, z,
+                                spans)
 
 
-def measure(gen: Generator, refs: dict[int, Trajectories], default_steps: int, precision: str,
-            graphs: list[str]) -> tuple[dict[str, dict], dict, list[str]]:
-    """Measure every graph of a bundle loaded in ``gen`` against reference trajectories ``refs``
-    (by step count; must hold ``default_steps`` and every fused N).
+class RuntimeRunner(Runner):
+    """A bundle loaded in ``lrf.runtime`` (a :class:`~lrf.runtime.Generator`)."""
 
-    Returns (per-graph parity, stepwise parity, failures). The bars depend on ``precision``.
-    """
+    def __init__(self, gen):
+        self.gen = gen
+        self.window = gen.window
+        self.has_encoder = "encoder" in gen.bundle.graphs
+        self.description = f"lrf.runtime, backend {gen.backend.name} {gen.backend.version()}"
+
+    def denoise(self, latent, timesteps, label, guidance):
+        return self.gen.run("denoise", latent=latent, timesteps=timesteps, label=label,
+                            guidance=guidance)["latent"]
+
+    def sample(self, z, label, guidance, ts, window):
+        return self.gen.denoise(z, ts, label, guidance, window=window)  # the runtime's own path
+
+    def decode(self, latent):
+        return self.gen.decode(latent)
+
+    def encode(self, image):
+        return self.gen.encode(image)
+
+
+@dataclass
+class GateResult:
+    """What :func:`gate` measured. Every entry of ``graphs`` (``denoise``, ``decoder``,
+    ``encoder``), ``paths`` (``stepwise_<N>``, ``fused_<N>``, ``roundtrip``) and
+    ``class_fidelity`` has ``metric``, ``value``, ``bar`` and ``passed`` plus its details;
+    ``failures`` has one line per missed bar."""
+
+    simulated: bool
+    description: str
+    graphs: dict[str, dict] = field(default_factory=dict)
+    paths: dict[str, dict] = field(default_factory=dict)
+    class_fidelity: dict = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def manifest(self) -> dict:
+        """The manifest's ``parity`` fields this result owns (the export adds cases and bars)."""
+        return {"simulated": self.simulated, "measured_by": self.description,
+                "paths": self.paths, "class_fidelity": self.class_fidelity,
+                "passed": self.passed, "failures": list(self.failures)}
+
+    def judge(self, where: dict, key: str, what: str, metric: str, value, bar,
+              ok: bool, details: dict) -> dict:
+        res = {"metric": metric, "value": value, "bar": bar, "passed": bool(ok), **details}
+        where[key] = res
+        if not ok:
+            shown = "non-finite" if value is None else f"{value:.4g}"
+            self.failures.append(f"{what}: {metric} {shown} misses the bar {bar}")
+        return res
+
+
+def gate(runner: Runner, refs: dict[int, Trajectories], *, precision: str, default_steps: int,
+         encodings: Encodings | None = None, fidelity: Trajectories | None = None,
+         fidelity_reason: str | None = None, log: Callable[[str], None] = lambda m: None
+         ) -> GateResult:
+    """Measure ``runner`` against the reference trajectories ``refs`` (by step count; must hold
+    ``default_steps``), the PyTorch encoder ``encodings`` (when the bundle has an encoder) and,
+    for class fidelity, the reference ``fidelity`` (None: not measured, ``fidelity_reason``)."""
     bar = IMAGE_PSNR_DB[precision]
-    failures: list[str] = []
-    out: dict[str, dict] = {}
+    exact = precision == "fp32" and runner.float32_compute
+    res = GateResult(simulated=runner.simulated, description=runner.description)
+    tag = " (simulated)" if runner.simulated else ""
+    wmin, wmax = runner.window
     ref = refs[default_steps]
-    # step: velocities at every timestep of the reference trajectories
-    vel = np.stack([gen.step(**feed) for feed in ref.step_feeds()])
-    step = tensor_metrics(ref.velocities, vel)
-    step["points"] = int(ref.velocities.shape[0] * ref.velocities.shape[1])
-    if precision == "fp32":
-        step["bar_rel_max_abs"] = STEP_REL_MAX_ABS
-        step["passed"] = bool(step["finite"] and step["rel_max_abs"] <= STEP_REL_MAX_ABS)
-        if not step["passed"]:
-            failures.append(f"step: relative max-abs velocity error {step['rel_max_abs']} > "
-                            f"{STEP_REL_MAX_ABS} bar")
-    else:
-        step["passed"] = bool(step["finite"])  # int8 steps are gated by the stepwise images
-        if not step["finite"]:
-            failures.append("step: non-finite velocities")
-    out["step"] = step
+
+    # denoise: one window at every reference step, read back as the step's velocity
+    feeds = ref.denoise_feeds(wmin)
+    outs = [runner.denoise(f["latent"], f["timesteps"], f["label"], f["guidance"]) for f in feeds]
+    vel = np.stack([window_velocity(f["latent"], o, f["timesteps"][0], f["timesteps"][-1])
+                    for f, o in zip(feeds, outs)])
+    want = np.stack([window_velocity(f["latent"], f["expected"], f["timesteps"][0],
+                                     f["timesteps"][-1]) for f in feeds])
+    m = tensor_metrics(want, vel)
+    m.update(windows=len(feeds), window_steps=wmin)
+    res.judge(res.graphs, "denoise", f"denoise{tag}", "rel_max_abs", m["rel_max_abs"],
+              REL_MAX_ABS if exact else None,
+              m["finite"] and (not exact or m["rel_max_abs"] <= REL_MAX_ABS), m)
+
+    def image_check(where, key, what, ref_images, images, extra=None):
+        m = {**(extra or {}), **image_metrics(ref_images, images)}
+        return res.judge(where, key, f"{what}{tag}", "psnr_db", m["psnr_db"], bar,
+                         m["psnr_db"] >= bar, m)
+
     # decoder: the reference's own final latents
-    out["decoder"] = _gate_image(image_metrics(ref.images, gen.decode(ref.latents[-1])), bar,
-                                 "decoder", failures)
-    for name in graphs:
-        if name.startswith("generator_"):
-            n = int(name.split("_")[1])
-            r = refs[n]
-            imgs = gen.generate_batch(list(r.labels), r.seeds, steps=n, guidance=r.guidance,
-                                      mode="fused")
-            out[name] = _gate_image(image_metrics(r.images, imgs), bar, name, failures)
-    imgs = gen.generate_batch(list(ref.labels), ref.seeds, steps=default_steps,
-                              guidance=ref.guidance, mode="stepwise")
-    stepwise = _gate_image({"steps": default_steps, **image_metrics(ref.images, imgs)}, bar,
-                           f"stepwise (step + decoder, {default_steps} steps)", failures)
-    return out, stepwise, failures
+    image_check(res.graphs, "decoder", "decoder", ref.images, runner.decode(ref.latents[-1]))
+    # whole images: stepwise at the default N, the largest windows the graph allows at every N
+    for n, r in sorted(refs.items()):
+        y, g = r.labels.astype(np.int32), np.full((r.batch,), r.guidance, dtype=np.float32)
+        modes = [("stepwise", wmin)] if n == default_steps else []
+        if (wmax is None or wmax > wmin) and n % wmin == 0:
+            modes.append(("fused", None))
+        for mode, size in modes:
+            log(f"parity{tag}: {mode} images at N = {n}")
+            z = runner.sample(r.latents[0], y, g, r.times, size)
+            image_check(res.paths, f"{mode}_{n}", f"{mode}_{n} ({mode} images, {n} steps)", r.images,
+                        runner.decode(z), {"steps": n, "mode": mode})
+    # encoder: its latents, and the bundle's encode -> decode round trip (an edit at strength 0)
+    if runner.has_encoder and encodings is not None:
+        lat = runner.encode(encodings.images)
+        m = tensor_metrics(encodings.latents, lat)
+        m["images"] = int(len(encodings.images))
+        res.judge(res.graphs, "encoder", f"encoder{tag}", "rel_max_abs", m["rel_max_abs"],
+                  REL_MAX_ABS if exact else None,
+                  m["finite"] and (not exact or m["rel_max_abs"] <= REL_MAX_ABS), m)
+        image_check(res.paths, "roundtrip", "roundtrip (encoder -> decoder)",
+                    encodings.roundtrip, runner.decode(lat))
+    _class_fidelity(res, runner, fidelity, fidelity_reason, precision, log)
+    return res
 
 
+# ---------------------------------------------------------------------------- class fidelity
 def class_fidelity_function():
     """(function, None) when the shipped classifier's weights exist, else (None, reason).
     Never estimated when unavailable; any other error propagates."""
@@ -156,23 +238,25 @@ def class_fidelity_function():
     return class_fidelity, None
 
 
-def measure_class_fidelity(gen: Generator, ref: Trajectories, mode: str | None,
-                           precision: str) -> tuple[dict, list[str]]:
-    """Class fidelity of the bundle's images vs the reference's on the same cases (``ref``)."""
-    fn, reason = class_fidelity_function()
+def _class_fidelity(res: GateResult, runner: Runner, ref: Trajectories | None,
+                    reason: str | None, precision: str, log) -> None:
+    """The bundle's images (largest windows) vs the reference's, scored by the shipped
+    classifier on the same cases."""
+    fn, missing = class_fidelity_function() if ref is not None else (None, reason)
     if fn is None:
-        return {"measured": False, "reason": reason}, []
-    imgs = gen.generate_batch(list(ref.labels), ref.seeds, steps=ref.steps,
-                              guidance=ref.guidance, mode=mode)
+        res.class_fidelity = {"metric": "drop", "value": None, "bar": CLASS_FIDELITY_DROP,
+                              "passed": True, "measured": False, "reason": missing}
+        return
+    log(f"class fidelity: {ref.batch} images, bundle vs PyTorch reference")
+    y = ref.labels.astype(np.int32)
+    z = runner.sample(ref.latents[0], y, np.full((ref.batch,), ref.guidance, np.float32),
+                      ref.times, None)
     ref_f = float(fn(ref.images, ref.labels.astype(np.int64)))
-    art_f = float(fn(imgs, ref.labels.astype(np.int64)))
-    drop = ref_f - art_f
-    res = {"measured": True, "images": int(len(ref.seeds)), "steps": ref.steps,
-           "mode": mode or "default", "reference": round(ref_f, 4), "artifact": round(art_f, 4),
-           "drop": round(drop, 4), "bar_drop": CLASS_FIDELITY_DROP}
-    res["passed"] = drop <= CLASS_FIDELITY_DROP
-    failures = [] if res["passed"] else [
-        f"class fidelity ({precision}): {art_f:.3f} vs reference {ref_f:.3f}, a drop of "
-        f"{100 * drop:.1f} points > {100 * CLASS_FIDELITY_DROP:.0f} (short by "
-        f"{100 * (drop - CLASS_FIDELITY_DROP):.1f})"]
-    return res, failures
+    art_f = float(fn(runner.decode(z), ref.labels.astype(np.int64)))
+    drop = round(ref_f - art_f, 4)
+    out: dict = {}
+    res.judge(out, "class_fidelity", f"class_fidelity ({precision})", "drop", drop,
+              CLASS_FIDELITY_DROP, drop <= CLASS_FIDELITY_DROP,
+              {"measured": True, "images": ref.batch, "steps": ref.steps,
+               "reference": round(ref_f, 4), "artifact": round(art_f, 4)})
+    res.class_fidelity = out["class_fidelity"]

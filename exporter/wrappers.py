@@ -1,13 +1,15 @@
-"""Thin wrapper modules, one per exported graph, with fixed input/output names.
+"""Thin wrapper modules, one per exported graph (``runtime/BUNDLE.md`` 2.2), with fixed
+input/output names and roles.
 
-Every export target (ONNX, Core ML, ExecuTorch) traces these and nothing else; none of them
-reaches into the model's internals. Conventions shared by all graphs:
+Every export target traces these and nothing else; none of them reaches into the model's
+internals (the ONNX target's step-count-free ``denoise`` Loop is composed from
+``lrf.exporter.onnx_core``, pinned to these wrappers by the tests). Conventions:
 
 * latents are *normalised* (the flow core's space); shape [B, C, h, w] float32;
-* ``t`` and ``guidance`` are per-image float32 vectors [B]; ``label`` is int32 [B]
-  (index ``num_classes`` is the null class);
-* images leave as uint8 NHWC [B, H, W, 3] (round half up of (x+1)*127.5), or, for targets that
-  cannot emit uint8, float32 NCHW in [-1, 1] (``image_format="float_nchw"``).
+* ``timesteps`` is the window tau[0..K] float32 [K+1]; ``guidance`` float32 [B]; ``label`` int32
+  [B] (index ``num_classes`` is the null class, used inside ``denoise`` only);
+* images are uint8 NHWC [B, H, W, 3] (round half up of (x+1)*127.5), or, for targets that
+  cannot take or emit uint8, float32 NCHW in [-1, 1] (``image_format="float_nchw"``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ import torch
 from torch import nn
 
 from lrf.models.checkpoint import Checkpoint
-from lrf.models.flow import timesteps
+from lrf.models.flow import euler_sample, timesteps
+
+IMAGE_FORMATS = ("uint8_nhwc", "float_nchw")
+GRAPH_NAMES = ("denoise", "decoder", "encoder")
 
 
 def image_to_uint8_nhwc(x: torch.Tensor) -> torch.Tensor:
@@ -24,29 +29,34 @@ def image_to_uint8_nhwc(x: torch.Tensor) -> torch.Tensor:
     return x.to(torch.uint8).permute(0, 2, 3, 1)
 
 
-class StepGraph(nn.Module):
-    """One guided velocity evaluation; the recursion is unrolled by tracing.
+def uint8_nhwc_to_image(x: torch.Tensor) -> torch.Tensor:
+    """uint8 [B,H,W,3] -> float32 [B,3,H,W] in [-1, 1] (x / 127.5 - 1)."""
+    return x.permute(0, 3, 1, 2).float() / 127.5 - 1
 
-    (latent [B,C,h,w], t [B], label [B] int32, guidance [B]) -> velocity [B,C,h,w]
+
+def _check_format(image_format: str) -> None:
+    if image_format not in IMAGE_FORMATS:
+        raise ValueError(f"unknown image_format {image_format!r}; choose one of {IMAGE_FORMATS}")
+
+
+class DenoiseGraph(nn.Module):
+    """K Euler steps over the window ``timesteps`` [K+1] through ``lrf.models.flow.euler_sample``
+    (K is fixed by the traced example: targets without a delegable loop).
+
+    (latent [B,C,h,w], timesteps [K+1], label [B] int32, guidance [B]) -> latent [B,C,h,w]
     """
 
-    input_names = ("latent", "t", "label", "guidance")
-    output_names = ("velocity",)
+    input_names = ("latent", "timesteps", "label", "guidance")
+    output_names = ("denoised",)
 
     def __init__(self, model: nn.Module, null_class: int):
         super().__init__()
         self.model = model
         self.null_class = null_class
 
-    def forward(self, latent, t, label, guidance):
-        label = label.long()
-        b = latent.shape[0]
-        v = self.model(torch.cat([latent, latent]), torch.cat([t, t]),
-                       torch.cat([label, torch.full_like(label, self.null_class)]))
-        # Slices, not v.chunk(2): chunk's split arithmetic makes torch.export specialise the
-        # batch dimension (guard (3B-1)//B == 2), silently losing the dynamic batch.
-        v_cond, v_uncond = v[:b], v[b:]                               # 2 x [B,C,h,w]
-        return v_uncond + guidance.view(-1, 1, 1, 1) * (v_cond - v_uncond)
+    def forward(self, latent, timesteps, label, guidance):
+        return euler_sample(self.model, latent, label.long(), ts=timesteps,
+                            guidance=guidance.view(-1, 1, 1, 1), null_class=self.null_class)
 
 
 class DecoderGraph(nn.Module):
@@ -57,8 +67,7 @@ class DecoderGraph(nn.Module):
 
     def __init__(self, codec: nn.Module, image_format: str = "uint8_nhwc"):
         super().__init__()
-        if image_format not in ("uint8_nhwc", "float_nchw"):
-            raise ValueError(f"unknown image_format {image_format!r}")
+        _check_format(image_format)
         self.codec = codec
         self.image_format = image_format
 
@@ -67,101 +76,97 @@ class DecoderGraph(nn.Module):
         return image_to_uint8_nhwc(x) if self.image_format == "uint8_nhwc" else x.clamp(-1, 1)
 
 
-class GeneratorGraph(nn.Module):
-    """The whole sampler fused: N Euler steps unrolled with constant times, then the decoder.
+class EncoderGraph(nn.Module):
+    """(image [B,H,W,3] uint8, or float NCHW in [-1,1]) -> normalised latent [B,C,H/8,W/8]."""
 
-    (noise [B,C,h,w], label [B] int32, guidance [B]) -> image. The step and decoder modules are
-    the same objects at every step, so their weights are stored once in the exported file.
-    """
+    input_names = ("image",)
+    output_names = ("latent",)
 
-    input_names = ("noise", "label", "guidance")
-    output_names = ("image",)
-
-    def __init__(self, step: StepGraph, decoder: DecoderGraph, steps: int, shift: float = 1.0):
+    def __init__(self, codec: nn.Module, image_format: str = "uint8_nhwc"):
         super().__init__()
-        self.step = step
-        self.decoder = decoder
-        self.steps = steps
-        self.times = [float(v) for v in timesteps(steps, shift)]     # python floats: constants
+        _check_format(image_format)
+        self.codec = codec
+        self.image_format = image_format
 
-    def forward(self, noise, label, guidance):
-        z = noise
-        b = noise.shape[0]
-        for i in range(self.steps):
-            t = torch.full((b,), self.times[i], dtype=noise.dtype)
-            z = z + (self.times[i + 1] - self.times[i]) * self.step(z, t, label, guidance)
-        return self.decoder(z)
+    def forward(self, image):
+        x = uint8_nhwc_to_image(image) if self.image_format == "uint8_nhwc" else image
+        return self.codec.encode(x)                                   # [B,C,H/8,W/8]
 
 
-def build_graphs(ckpt: Checkpoint, fused_steps=(8, 50), shift: float | None = None,
-                 image_format: str = "uint8_nhwc") -> dict[str, nn.Module]:
-    """{'step', 'decoder', 'generator_<N>'...} wrappers around one checkpoint (eval mode)."""
-    shift = ckpt.sampling.get("shift", 1.0) if shift is None else shift
-    step = StepGraph(ckpt.model, ckpt.config.null_class).eval()
-    decoder = DecoderGraph(ckpt.codec, image_format).eval()
-    graphs: dict[str, nn.Module] = {"step": step, "decoder": decoder}
-    for n in fused_steps:
-        graphs[f"generator_{n}"] = GeneratorGraph(step, decoder, n, shift).eval()
-    return graphs
+def build_graphs(ckpt: Checkpoint, image_format: str = "uint8_nhwc") -> dict[str, nn.Module]:
+    """{'denoise', 'decoder', 'encoder'} wrappers around one checkpoint (eval mode)."""
+    return {"denoise": DenoiseGraph(ckpt.model, ckpt.config.null_class).eval(),
+            "decoder": DecoderGraph(ckpt.codec, image_format).eval(),
+            "encoder": EncoderGraph(ckpt.codec, image_format).eval()}
 
 
 def example_inputs(name: str, ckpt: Checkpoint, batch: int = 1, latent_size: int | None = None,
-                   seed: int = 0) -> tuple[torch.Tensor, ...]:
-    """Fixed example inputs for tracing graph ``name`` (deterministic)."""
+                   seed: int = 0, window: int | None = None,
+                   image_format: str = "uint8_nhwc") -> tuple[torch.Tensor, ...]:
+    """Fixed example inputs for tracing graph ``name`` (deterministic); ``window``: the steps of
+    the ``denoise`` example (default 2)."""
     cfg = ckpt.config
     s = latent_size or cfg.latent_size
     g = torch.Generator().manual_seed(seed)
     latent = torch.randn(batch, cfg.latent_channels, s, s, generator=g)
-    label = torch.arange(batch, dtype=torch.int32) % cfg.num_classes
-    guidance = torch.full((batch,), float(ckpt.sampling.get("guidance", 3.0)))
-    if name == "step":
-        return latent, torch.full((batch,), 0.5), label, guidance
+    if name == "denoise":
+        k = window or 2
+        label = torch.arange(batch, dtype=torch.int32) % cfg.num_classes
+        guidance = torch.full((batch,), float(ckpt.sampling.get("guidance", 3.0)))
+        return latent, timesteps(k, float(ckpt.sampling.get("shift", 1.0))), label, guidance
     if name == "decoder":
         return (latent,)
-    if name.startswith("generator_"):
-        return latent, label, guidance
-    raise ValueError(f"unknown graph {name!r}; expected 'step', 'decoder' or 'generator_<N>'")
+    if name == "encoder":
+        f = ckpt.codec.scale_factor
+        img = torch.randint(0, 256, (batch, s * f, s * f, 3), generator=g, dtype=torch.uint8)
+        return (img if image_format == "uint8_nhwc" else uint8_nhwc_to_image(img),)
+    raise ValueError(f"unknown graph {name!r}; expected one of {GRAPH_NAMES}")
 
 
 def graph_io(name: str, ckpt: Checkpoint, latent_size: int | None = None,
              dynamic_batch: bool = True, dynamic_decoder_hw: bool = True,
-             batch: int = 1, image_format: str = "uint8_nhwc") -> tuple[list[dict], list[dict]]:
-    """The manifest's tensor entries (``runtime/BUNDLE.md``) for graph ``name``: the contract an
-    exported file is checked against. -1 marks a dynamic dimension, named in ``dims``.
+             batch: int = 1, image_format: str = "uint8_nhwc",
+             window: int | None = None) -> tuple[list[dict], list[dict]]:
+    """The manifest's tensor entries (``runtime/BUNDLE.md`` 2.2) for graph ``name``, each with
+    its role: the contract an exported file is checked against. -1 marks a dynamic dimension,
+    named in ``dims``.
 
-    ``dynamic_batch=False`` fixes the batch at ``batch`` (targets that cannot export a dynamic
-    batch); ``dynamic_decoder_hw`` lets the decoder take any latent height/width;
-    ``image_format`` as in :class:`DecoderGraph` ("float_nchw": float32 [B,3,H,W] in [-1, 1]).
+    ``dynamic_batch=False`` fixes the batch at ``batch``; ``dynamic_decoder_hw`` lets the decoder
+    and encoder take any size; ``window``: the fixed K of a ``denoise`` file (None: dynamic,
+    ``timesteps`` [-1]); ``image_format`` as in :class:`DecoderGraph`.
     """
+    _check_format(image_format)
     cfg = ckpt.config
     s = latent_size or cfg.latent_size
     c = cfg.latent_channels
     f = ckpt.codec.scale_factor
     b = -1 if dynamic_batch else batch
-    hw = -1 if dynamic_decoder_hw else s
 
-    def t(n, dtype, shape, dims):
-        return {"name": n, "dtype": dtype, "shape": list(shape), "dims": list(dims)}
+    def t(n, role, dtype, shape, dims):
+        return {"name": n, "role": role, "dtype": dtype, "shape": list(shape), "dims": list(dims)}
 
-    lat = ("batch", "channels", "height", "width")
-
-    def image(h, w):
+    def image(n, h, w):
         if image_format == "float_nchw":
-            return t("image", "float32", (b, 3, h, w), ("batch", "rgb", "image_height",
-                                                         "image_width"))
-        return t("image", "uint8", (b, h, w, 3), ("batch", "image_height", "image_width", "rgb"))
+            return t(n, "image", "float32", (b, 3, h, w), ("batch", "rgb", "image_height",
+                                                            "image_width"))
+        return t(n, "image", "uint8", (b, h, w, 3), ("batch", "image_height", "image_width",
+                                                      "rgb"))
 
     vec = ("batch",)
-    if name == "step":
-        return ([t("latent", "float32", (b, c, s, s), lat), t("t", "float32", (b,), vec),
-                 t("label", "int32", (b,), vec), t("guidance", "float32", (b,), vec)],
-                [t("velocity", "float32", (b, c, s, s), lat)])
+    free = ("batch", "channels", "latent_height", "latent_width")
+    hw = -1 if dynamic_decoder_hw else s
+    if name == "denoise":
+        lat = ("batch", "channels", "height", "width")
+        k1 = -1 if window is None else window + 1
+        return ([t("latent", "latent", "float32", (b, c, s, s), lat),
+                 t("timesteps", "timesteps", "float32", (k1,), ("window_plus_one",)),
+                 t("label", "label", "int32", (b,), vec),
+                 t("guidance", "guidance", "float32", (b,), vec)],
+                [t("denoised", "latent", "float32", (b, c, s, s), lat)])
     if name == "decoder":
-        dims = ("batch", "channels", "latent_height", "latent_width")
-        return ([t("latent", "float32", (b, c, hw, hw), dims)],
-                [image(-1 if hw < 0 else s * f, -1 if hw < 0 else s * f)])
-    if name.startswith("generator_"):
-        return ([t("noise", "float32", (b, c, s, s), lat), t("label", "int32", (b,), vec),
-                 t("guidance", "float32", (b,), vec)],
-                [image(s * f, s * f)])
-    raise ValueError(f"unknown graph {name!r}; expected 'step', 'decoder' or 'generator_<N>'")
+        return ([t("latent", "latent", "float32", (b, c, hw, hw), free)],
+                [image("image", -1 if hw < 0 else s * f, -1 if hw < 0 else s * f)])
+    if name == "encoder":
+        return ([image("image", -1 if hw < 0 else s * f, -1 if hw < 0 else s * f)],
+                [t("latent", "latent", "float32", (b, c, hw, hw), free)])
+    raise ValueError(f"unknown graph {name!r}; expected one of {GRAPH_NAMES}")

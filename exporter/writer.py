@@ -1,5 +1,5 @@
-"""Bundle writing, shared by every target: the manifest builder, the file table (size + sha256),
-tool versions, and the atomic commit (temporary folder, then one rename)."""
+"""Bundle writing, shared by every target: the schema v2 manifest builder, the file table (size +
+sha256), tool versions, and the atomic commit (temporary folder, then one rename)."""
 
 from __future__ import annotations
 
@@ -7,33 +7,33 @@ import datetime
 import json
 import os
 import platform
-import shutil
-import tempfile
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
+from lrf.exporter import outdir
 from lrf.exporter.targets import GraphRecord, Target
 from lrf.models.checkpoint import Checkpoint, checkpoint_sha256
 from lrf.models.lrf import count_parameters
 from lrf import prng
 from lrf.digest import sha256_file
-from lrf.runtime import MANIFEST, SCHEMA, SCHEMA_VERSION, scheduler
+from lrf.runtime import MANIFEST, SCHEMA, SCHEMA_VERSION, GraphSpec, scheduler
+from lrf.runtime.schema import check_manifest
 
 
 def temp_dir_for(out: Path) -> Path:
-    """A fresh temporary folder beside ``out`` (same filesystem, so the final rename is atomic)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp", dir=out.parent))
+    """A fresh temporary folder beside ``out`` (same filesystem, so the final rename is atomic);
+    temporaries of killed exports are swept first (``exporter/outdir.py``)."""
+    return outdir.make_temp(out)
 
 
 def file_table(bundle_dir: Path) -> dict[str, dict]:
     """Every file under ``bundle_dir`` except the manifest: relative path -> size, sha256."""
     table = {}
     for p in sorted(bundle_dir.rglob("*")):
-        if p.is_file() and p.name != MANIFEST:
-            rel = p.relative_to(bundle_dir).as_posix()
+        rel = p.relative_to(bundle_dir).as_posix()
+        if p.is_file() and rel != MANIFEST:
             table[rel] = {"size": p.stat().st_size, "sha256": sha256_file(p)}
     return table
 
@@ -50,10 +50,12 @@ def tool_versions(target: Target) -> dict[str, str]:
 
 
 def build_manifest(ckpt: Checkpoint, target: Target, precision: str,
-                   records: dict[str, GraphRecord], fused_steps: list[int], latent_size: int,
-                   timestep_counts: list[int]) -> dict:
-    """The manifest (``runtime/BUNDLE.md``) without ``parity``, ``golden`` and ``files``, which
-    :func:`finish_manifest` adds once they are measured and written."""
+                   records: dict[str, GraphRecord], latent_size: int,
+                   timestep_counts: list[int], mode: str = "fused") -> dict:
+    """The schema v2 manifest (``runtime/BUNDLE.md``) without ``parity``, ``golden`` and
+    ``files``, which the export adds once they are measured and written. ``records`` carry each
+    graph's tensors with their roles (and ``window`` for ``denoise``, in ``extra``);
+    ``timestep_counts``: the N whose schedules are listed; ``mode``: ``sampling.mode``."""
     cfg = ckpt.config
     f = ckpt.codec.scale_factor
     shift = float(ckpt.sampling.get("shift", 1.0))
@@ -64,7 +66,8 @@ def build_manifest(ckpt: Checkpoint, target: Target, precision: str,
         "precision": precision,
         "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "model": {"name": "LatentRecurrentFlow", "config": cfg.to_dict(),
-                  "parameters": count_parameters(ckpt.model)},
+                  "parameters": count_parameters(ckpt.model),
+                  "guidance_distilled": bool(cfg.guidance_embed)},
         "source_checkpoint": {"path": str(ckpt.path), "sha256": checkpoint_sha256(ckpt.path)},
         "classes": list(ckpt.classes),
         "null_class": cfg.null_class,
@@ -74,20 +77,30 @@ def build_manifest(ckpt: Checkpoint, target: Target, precision: str,
         "codec": {"type": "taesd-autoencoder-tiny", "scale_factor": f,
                   "latent_channels": ckpt.codec.latent_channels, **ckpt.codec.stats_dict()},
         "sampling": {"steps": int(ckpt.sampling["steps"]),
-                     "guidance": float(ckpt.sampling["guidance"]), "shift": shift},
+                     "guidance": float(ckpt.sampling["guidance"]), "shift": shift, "mode": mode},
         "scheduler": {**scheduler.SPEC, "shift": shift,
                       "timesteps": {str(n): [float(t) for t in scheduler.timesteps(n, shift)]
                                     for n in sorted(set(timestep_counts))}},
-        "fused_steps": sorted(fused_steps),
         "rng": dict(prng.SPEC),
-        "graphs": {name: r.to_manifest() for name, r in records.items()},
+        "graphs": {name: {"external_data": [], **r.to_manifest()}
+                   for name, r in records.items()},
         "tools": tool_versions(target),
     }
 
 
+def seeds_json(seeds) -> list[str]:
+    """Seeds as the manifest writes them: decimal strings (uint64 survives every JSON parser)."""
+    return [str(int(s)) for s in seeds]
+
+
 def write_manifest(bundle_dir: Path, manifest: dict) -> None:
-    """Refresh ``files`` from the folder's contents and write ``manifest.json`` (strict JSON)."""
+    """Refresh ``files`` from the folder's contents, run the runtime's schema check on the
+    result (an exporter bug fails here, not in an app) and write ``manifest.json`` (strict
+    JSON, temporary file then rename)."""
     manifest["files"] = file_table(bundle_dir)
+    check_manifest(manifest)
+    for name, entry in manifest["graphs"].items():
+        GraphSpec.from_dict(name, entry)
     text = json.dumps(manifest, indent=2, allow_nan=False) + "\n"
     tmp = bundle_dir / f".{MANIFEST}.tmp"
     tmp.write_text(text, encoding="utf-8")
@@ -95,16 +108,7 @@ def write_manifest(bundle_dir: Path, manifest: dict) -> None:
 
 
 def commit(tmp: Path, out: Path) -> None:
-    """Move the finished bundle into place with one rename. An existing bundle at ``out`` is
-    replaced; anything else there is refused."""
-    os.chmod(tmp, 0o755)  # mkdtemp makes it private; a bundle is meant to be shared
-    if out.exists():
-        if not (out / MANIFEST).is_file():
-            raise FileExistsError(f"{out} exists and is not a bundle; choose another --out or "
-                                  "remove it")
-        old = out.with_name(f".{out.name}.old{os.getpid()}")
-        out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(out)
+    """Move the finished bundle into place. An existing bundle at ``out`` is replaced only when
+    it holds nothing but the files its manifest lists; anything else there is refused
+    (``exporter/outdir.py``)."""
+    outdir.replace(tmp, out)

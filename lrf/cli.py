@@ -1,14 +1,226 @@
-"""Helpers shared by the console scripts."""
+"""Helpers shared by the console scripts (lrf-generate, lrf-train, lrf-eval, lrf-export, lrf-bench).
+
+Every script's ``main`` is wrapped by :func:`entry`, so all of them fail the same way:
+
+- an expected error (bad input: ``ValueError``, ``OSError``, ``CLIError``, out of memory, input
+  nested too deeply) is ONE line ``prog: error: ...`` on stderr and exit status 2;
+- any other exception is one line ``prog: error: internal error: Type: ...`` and exit status 1
+  (``LRF_DEBUG=1`` prints the traceback instead, for bug reports);
+- Ctrl-C is one line ``prog: interrupted`` and exit 130, SIGTERM ``prog: terminated`` and 143;
+  a second Ctrl-C while temporaries are being removed is ignored, so the cleanup completes.
+
+Outputs are written through :func:`atomic_output` (a temporary beside the target, then one
+rename), so an error or an interrupt never leaves a half-written file or a temporary behind.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
+import os
+import re
+import signal
 import sys
+import threading
+import traceback
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+INTERRUPTED = 130
+TERMINATED = 143
+MAX_LINE = 600  # characters of one error line; a hostile file name must not flood the terminal
 
 
 class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line on stderr and exit status 2."""
 
     def error(self, message: str):
-        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        print(f"{self.prog}: error: {one_line(message)}", file=sys.stderr)
         sys.exit(2)
+
+
+class CLIError(Exception):
+    """An expected failure with its own exit status (default 2); the message is the line."""
+
+    def __init__(self, message: str, status: int = 2):
+        super().__init__(message)
+        self.status = status
+
+
+class Terminated(BaseException):
+    """SIGTERM while a console script runs (a BaseException, like KeyboardInterrupt, so only
+    cleanup code sees it)."""
+
+
+EXPECTED = (CLIError, ValueError, OSError, MemoryError, RecursionError)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def one_line(text: str, limit: int = MAX_LINE) -> str:
+    """``text`` as one printable line: lines joined by "; ", whitespace runs collapsed, control
+    and bidi characters escaped (a bundle's strings are untrusted and must not drive the
+    terminal), capped at ``limit`` characters."""
+    text = "; ".join(" ".join(line.split()) for line in str(text).splitlines() if line.strip())
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256
+                        else f"\\u{ord(m.group()):04x}", text)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def describe(exc: BaseException) -> tuple[str, int]:
+    """(message, exit status) for an exception reaching a console script."""
+    if isinstance(exc, CLIError):
+        return str(exc), exc.status
+    if isinstance(exc, MemoryError):
+        return "out of memory (an input or a bundle asks for more than this machine has)", 2
+    if isinstance(exc, RecursionError):
+        return "input nested too deeply to read", 2
+    if isinstance(exc, EXPECTED):
+        return (str(exc) or type(exc).__name__), 2
+    return f"internal error: {type(exc).__name__}: {exc}", 1
+
+
+@contextlib.contextmanager
+def _signals(prog: str) -> Iterator[None]:
+    """SIGINT -> KeyboardInterrupt, SIGTERM -> Terminated; a second signal is ignored while the
+    first unwinds (cleanup completes); a third exits at once with the one line."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    seen = []
+
+    def handler(exc, status, word):
+        def on_signal(*_):
+            seen.append(status)
+            if len(seen) == 1:
+                raise exc
+            if len(seen) > 2:  # the first was swallowed somewhere, or cleanup hangs: stop now
+                os.write(2, f"{prog}: {word}\n".encode())
+                os._exit(status)
+            # the second: ignored, so the cleanup the first one started can finish
+        return on_signal
+
+    on_int = handler(KeyboardInterrupt, INTERRUPTED, "interrupted")
+    on_term = handler(Terminated, TERMINATED, "terminated")
+
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, on_int)
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        for s, old in previous.items():
+            signal.signal(s, old if old is not None else signal.SIG_DFL)
+
+
+def run(prog: str, fn: Callable[[list[str] | None], int | None],
+        argv: list[str] | None = None) -> int:
+    """Call ``fn(argv)`` under the shared error policy and return the exit status."""
+    try:
+        with _signals(prog):
+            return int(fn(argv) or 0)
+    except SystemExit as e:  # argparse (one line already printed), --help, explicit exits
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else _fail(prog, e.code))
+    except KeyboardInterrupt:
+        _say(f"{prog}: interrupted")
+        return INTERRUPTED
+    except Terminated:
+        _say(f"{prog}: terminated")
+        return TERMINATED
+    except Exception as e:  # noqa: BLE001 - the whole point: no traceback reaches the user
+        message, status = describe(e)
+        if os.environ.get("LRF_DEBUG"):
+            traceback.print_exc()
+        _say(f"{prog}: error: {one_line(message)}")
+        return status
+
+
+def _fail(prog: str, message) -> int:
+    _say(f"{prog}: error: {one_line(str(message))}")
+    return 1
+
+
+def _say(line: str) -> None:
+    try:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):  # stderr closed or a broken pipe: nothing more can be said
+        pass
+
+
+def entry(prog: str):
+    """Decorator for a console script's ``main(argv=None) -> int``: the same function, run
+    under :func:`run`. Tests call the wrapped ``main([...])`` and get the exit status."""
+    def wrap(fn):
+        @functools.wraps(fn)
+        def main(argv: list[str] | None = None) -> int:
+            return run(prog, fn, argv)
+        main.unwrapped = fn
+        return main
+    return wrap
+
+
+# ---------------------------------------------------------------------------- atomic outputs
+_TMP_TAG = ".lrf-tmp-"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def _sweep_stale_files(target: Path) -> None:
+    """Remove temporaries of ``target`` left by a killed earlier run (their pid is gone)."""
+    prefix = f".{target.name}{_TMP_TAG}"
+    try:
+        siblings = list(target.parent.iterdir())
+    except OSError:
+        return
+    for p in siblings:
+        if not p.name.startswith(prefix):
+            continue
+        pid = p.name[len(prefix):].split(".", 1)[0]
+        if pid.isdigit() and not _pid_alive(int(pid)) and p.is_file() and not p.is_symlink():
+            with contextlib.suppress(OSError):
+                p.unlink()
+
+
+def check_output(path: str | os.PathLike, flag: str = "--out") -> Path:
+    """``path`` as a Path if a file can be written there, else ValueError/OSError naming it:
+    call it before long work, so a bad ``--out`` fails at once."""
+    target = Path(path)
+    if str(path) == "" or target.name in ("", ".", ".."):
+        raise ValueError(f"{flag} {str(path)!r} is not a file name")
+    if target.is_dir():
+        raise IsADirectoryError(f"{flag} {str(target)!r} is a directory; pass a file path")
+    if os.path.lexists(target) and not target.is_file():
+        raise ValueError(f"{flag} {str(target)!r} exists and is not a regular file")
+    if not target.parent.is_dir():
+        raise FileNotFoundError(f"{flag} {str(target)!r}: folder {str(target.parent)!r} "
+                                "does not exist")
+    return target
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike, flag: str = "--out") -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it onto ``path``, on any error
+    or interrupt remove it. Refuses what :func:`check_output` refuses, naming ``path`` (never
+    the temporary) in the message."""
+    target = check_output(path, flag)
+    _sweep_stale_files(target)
+    tmp = target.parent / f".{target.name}{_TMP_TAG}{os.getpid()}{target.suffix}"
+    try:
+        yield tmp
+        try:
+            os.replace(tmp, target)
+        except OSError as e:
+            raise OSError(f"{flag} {str(target)!r}: cannot write ({e.strerror or e})") from None
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()

@@ -3,6 +3,12 @@
     lrf-generate --checkpoint DIR --class cat --seed 0 --steps 50 --guidance 3.0 --out cat.png
     lrf-generate --grid grid.png                       # one row per class, shipped checkpoint
     lrf-generate --bundle BUNDLE --class cat --out cat.png   # no torch needed
+    lrf-generate --bundle BUNDLE --init-image in.png --strength 0.6 --class dog --out dog.png
+    lrf-generate --checkpoint DIR --init-image in.png --mask keep.png --class dog --out dog.png
+
+Editing: --init-image starts from a photo of the model's size (img2img); --strength in [0, 1]
+(1 ignores the photo, 0 returns its codec round trip; default 0.8, or 1.0 with --mask);
+--mask is a KEEP mask of the same size: white keeps the photo, black is repainted.
 
 This module imports torch only on the --checkpoint path, so a runtime-only install can use it.
 """
@@ -11,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 
-from lrf.cli import Parser
+from lrf.cli import Parser, atomic_output, check_output, entry
 import math
 import os
 import sys
@@ -49,6 +55,13 @@ def _seed(s: str) -> int:
     return v
 
 
+def _strength(s: str) -> float:
+    v = _finite(s)
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"--strength must be in [0, 1], got {s!r}")
+    return v
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="lrf-generate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -66,19 +79,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", default=None, help="PNG grid, one row per class")
     p.add_argument("--per-class", type=_steps, default=10, help="grid columns (seeds 0..N-1)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--init-image", default=None, help="edit this RGB image (PNG/JPEG)")
+    p.add_argument("--strength", type=_strength, default=None,
+                   help="edit strength in [0, 1] (default 0.8; 1.0 with --mask)")
+    p.add_argument("--mask", default=None, help="keep mask PNG: white = keep, black = repaint")
+    p.add_argument("--tiling", choices=["auto", "on", "off"], default="auto",
+                   help="bundle only: decode large images in tiles (default: above 256 px)")
     return p
 
 
-def save_png(array: np.ndarray, path: str) -> None:
-    """uint8 HWC -> PNG, atomically."""
+def read_picture(path: str, flag: str):
+    """A PIL image fully read from ``path``; FileNotFoundError / ValueError naming the flag."""
     from PIL import Image
 
-    d = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(d):
-        raise FileNotFoundError(f"output folder {d!r} does not exist")
-    tmp = f"{path}.tmp{os.getpid()}.png"
-    Image.fromarray(array).save(tmp)
-    os.replace(tmp, path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{flag} {path!r} does not exist")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.copy()
+    except Exception as e:  # PIL raises many types (UnidentifiedImageError, bomb errors, ...)
+        raise ValueError(f"cannot read {flag} {path!r} as an image ({type(e).__name__}); "
+                         "give a PNG or JPEG") from None
+
+
+def edit_inputs(args, height: int, width: int):
+    """The validated --init-image (uint8 [H,W,3]) and --mask (bool keep mask or None)."""
+    from lrf import editing
+
+    image = editing.check_image(read_picture(args.init_image, "--init-image"), height, width,
+                                what=f"--init-image {args.init_image!r}")
+    mask = None if args.mask is None else editing.keep_pixels(
+        read_picture(args.mask, "--mask"), height, width, what=f"--mask {args.mask!r}")
+    return image, mask
+
+
+def save_png(array: np.ndarray, path: str, flag: str = "--out") -> None:
+    """uint8 HWC -> PNG, atomically (no temporary is left behind on any error)."""
+    from PIL import Image
+
+    with atomic_output(path, flag) as tmp:
+        Image.fromarray(array).save(tmp, format="PNG")
 
 
 def make_grid(images: np.ndarray, rows: int) -> np.ndarray:
@@ -105,16 +146,36 @@ def _torch_images(args, labels, seeds):
 
     ckpt = load_checkpoint(args.checkpoint)
     labels = [ckpt.class_index(c) for c in labels] if labels else None
+    if args.init_image:
+        from lrf.models.reference import edit
+
+        side = ckpt.config.latent_size * ckpt.codec.scale_factor
+        image, mask = edit_inputs(args, side, side)
+        return ckpt.classes, labels, (lambda lab, sd: to_uint8(edit(
+            ckpt, image, lab[0], sd[0], _edit_strength(args), mask, steps=args.steps,
+            guidance=args.guidance, on_step=_Progress(not args.no_progress))))
     return ckpt.classes, labels, (lambda lab, sd: to_uint8(generate(
         ckpt, lab, sd, steps=args.steps, guidance=args.guidance,
         on_step=_Progress(not args.no_progress))))
+
+
+def _edit_strength(args) -> float:
+    """diffusers' defaults: 0.8 for img2img, 1.0 for inpainting."""
+    return args.strength if args.strength is not None else (1.0 if args.mask else 0.8)
 
 
 def _bundle_images(args, labels, seeds):
     from lrf.runtime import Generator
 
     gen = Generator.load(args.bundle, backend=args.backend)
+    gen.tiling = args.tiling
     labels = [gen.class_index(c) for c in labels] if labels else None
+    if args.init_image:
+        _, h, w = gen.latent_shape
+        image, mask = edit_inputs(args, 8 * h, 8 * w)
+        return gen.classes, labels, (lambda lab, sd: gen.edit(
+            image, lab[0], sd[0], _edit_strength(args), mask, steps=args.steps,
+            guidance=args.guidance, mode=args.mode, on_step=_Progress(not args.no_progress))[None])
 
     def run(lab, sd):
         return np.stack([gen.generate(l, s, steps=args.steps, guidance=args.guidance,
@@ -123,6 +184,7 @@ def _bundle_images(args, labels, seeds):
     return gen.classes, labels, run
 
 
+@entry("lrf-generate")  # one error line, Ctrl-C 130; no traceback
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not args.out and not args.grid:
@@ -132,18 +194,32 @@ def main(argv: list[str] | None = None) -> int:
     if args.out and args.cls is None:
         print("lrf-generate: error: --out needs --class NAME", file=sys.stderr)
         return 2
+    edit_flag = next((f for f, v in (("--strength", args.strength), ("--mask", args.mask))
+                      if v is not None), None)
+    if edit_flag and not args.init_image:
+        print(f"lrf-generate: error: {edit_flag} needs --init-image FILE.png (the picture to "
+              "edit)", file=sys.stderr)
+        return 2
+    if args.init_image and (args.grid or not args.out):
+        print("lrf-generate: error: --init-image makes one image: pass --out FILE.png and no "
+              "--grid", file=sys.stderr)
+        return 2
     try:
+        for flag, path in (("--out", args.out), ("--grid", args.grid)):
+            if path:
+                check_output(path, flag)  # before minutes of sampling
         backend = _bundle_images if args.bundle else _torch_images
         classes, labels, run = backend(args, [args.cls] if args.cls is not None else [], None)
         if args.out:
             img = run(labels, [args.seed])[0]
             save_png(img, args.out)
-            print(f"wrote {args.out} (class {classes[labels[0]]}, seed {args.seed})")
+            how = f", strength {_edit_strength(args)}" if args.init_image else ""
+            print(f"wrote {args.out} (class {classes[labels[0]]}, seed {args.seed}{how})")
         if args.grid:
             k = args.per_class
             lab = [c for c in range(len(classes)) for _ in range(k)]
             imgs = run(lab, list(range(k)) * len(classes))
-            save_png(make_grid(imgs, len(classes)), args.grid)
+            save_png(make_grid(imgs, len(classes)), args.grid, "--grid")
             print(f"wrote {args.grid} ({len(classes)} rows x {k} seeds)")
     except (ValueError, FileNotFoundError, OSError, InterruptedError) as e:
         print(f"lrf-generate: error: {e}", file=sys.stderr)

@@ -26,27 +26,9 @@ class LRFConfig:
     step_embed: bool = False
 
     def __post_init__(self):
-        for f in ("latent_channels", "latent_size", "num_classes", "dim", "num_blocks",
-                  "recursions", "heads", "mlp_hidden", "freq_dim"):
-            v = getattr(self, f)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"LRFConfig.{f} must be a positive integer, got {v!r}")
-        if self.dim % self.heads:
-            raise ValueError(f"LRFConfig.dim ({self.dim}) must be divisible by heads ({self.heads})")
-        if self.conv_kernel < 1 or self.conv_kernel % 2 == 0:
-            raise ValueError(f"LRFConfig.conv_kernel must be odd and positive, got {self.conv_kernel}")
-        if self.freq_dim % 2:
-            raise ValueError(f"LRFConfig.freq_dim must be even, got {self.freq_dim}")
-        for f in ("grad_last_recursion_only", "guidance_embed", "step_embed"):
-            if not isinstance(getattr(self, f), bool):
-                raise ValueError(f"LRFConfig.{f} must be true or false, got {getattr(self, f)!r}")
-        if self.step_embed and not self.guidance_embed:
-            raise ValueError("LRFConfig.step_embed needs guidance_embed (a distilled student)")
-        if not isinstance(self.softmax_max_tokens, int) or isinstance(self.softmax_max_tokens, bool) \
-                or not isinstance(self.conv_kernel, int) or isinstance(self.conv_kernel, bool):
-            raise ValueError("LRFConfig.softmax_max_tokens and conv_kernel must be integers")
-        if self.softmax_max_tokens < 0:
-            raise ValueError("LRFConfig.softmax_max_tokens must be >= 0")
+        problems = [f"LRFConfig.{name}: {why}" for name, why in _field_problems(self)]
+        if problems:
+            raise ConfigError(problems)
 
     @property
     def null_class(self) -> int:
@@ -68,11 +50,75 @@ class LRFConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "LRFConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"LRFConfig: unknown key {unknown[0]!r} (known: {sorted(names)})")
-        return cls(**d)
+        """Build from a saved dict (checkpoint or bundle manifest); every unknown key and every
+        bad value is reported, one line each, in one :class:`ConfigError`."""
+        if not isinstance(d, dict):
+            raise ConfigError([f"LRFConfig: expected a JSON object of fields, got "
+                               f"{type(d).__name__}"])
+        names = [f.name for f in fields(cls)]
+        problems = [f"LRFConfig: unknown key {_short(k)} (known: {', '.join(names)})"
+                    for k in sorted(map(str, set(d) - set(names)))]
+        try:
+            cfg = cls(**{k: v for k, v in d.items() if k in names})
+        except ConfigError as e:
+            problems += e.problems
+        if problems:
+            raise ConfigError(problems)
+        return cfg
+
+
+class ConfigError(ValueError):
+    """Bad config fields: ``problems`` holds one line per bad field; ``str`` joins them with
+    "; " so a CLI still prints one line."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("; ".join(problems))
+        self.problems = list(problems)
+
+
+# field -> (low, high): the sane range of each integer field; a saved config is untrusted
+# input, and a huge width or depth would allocate without bound before anything else fails.
+_INT_RANGES = {
+    "latent_channels": (1, 64), "latent_size": (1, 1024), "num_classes": (1, 100_000),
+    "dim": (1, 8192), "num_blocks": (1, 256), "recursions": (1, 256), "heads": (1, 1024),
+    "mlp_hidden": (1, 65_536), "conv_kernel": (1, 63), "softmax_max_tokens": (0, 2**31 - 1),
+    "freq_dim": (2, 8192),
+}
+_BOOLS = ("grad_last_recursion_only", "guidance_embed", "step_embed")
+
+
+def _short(v) -> str:
+    text = repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _field_problems(cfg: "LRFConfig") -> list[tuple[str, str]]:
+    """(field, why) for every bad field of ``cfg``; cross-field rules only once both are valid."""
+    out, ok = [], set()
+    for name, (low, high) in _INT_RANGES.items():
+        v = getattr(cfg, name)
+        if not isinstance(v, int) or isinstance(v, bool):
+            out.append((name, f"expected an integer in [{low}, {high}], got {_short(v)} "
+                              f"({type(v).__name__})"))
+        elif not low <= v <= high:
+            out.append((name, f"expected an integer in [{low}, {high}], got {_short(v)}"))
+        else:
+            ok.add(name)
+    for name in _BOOLS:
+        v = getattr(cfg, name)
+        if not isinstance(v, bool):
+            out.append((name, f"expected true or false, got {_short(v)} ({type(v).__name__})"))
+        else:
+            ok.add(name)
+    if {"dim", "heads"} <= ok and cfg.dim % cfg.heads:
+        out.append(("dim", f"must be divisible by heads ({cfg.heads}), got {cfg.dim}"))
+    if "conv_kernel" in ok and cfg.conv_kernel % 2 == 0:
+        out.append(("conv_kernel", f"must be odd, got {cfg.conv_kernel}"))
+    if "freq_dim" in ok and cfg.freq_dim % 2:
+        out.append(("freq_dim", f"must be even, got {cfg.freq_dim}"))
+    if {"step_embed", "guidance_embed"} <= ok and cfg.step_embed and not cfg.guidance_embed:
+        out.append(("step_embed", "needs guidance_embed (a distilled student)"))
+    return out
 
 
 PRESETS: dict[str, LRFConfig] = {

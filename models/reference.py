@@ -1,4 +1,5 @@
-"""The PyTorch reference path: :func:`generate` and the diffusers-style :class:`LRFPipeline`.
+"""The PyTorch reference path: :func:`generate`, :func:`edit` (img2img and inpainting) and the
+diffusers-style :class:`LRFPipeline`.
 
 Noise always comes from the portable PRNG (``lrf.prng``), one seed per image, so the
 reference, the exported graphs and the phone runtimes start from identical latents.
@@ -15,9 +16,9 @@ from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
 
 from lrf.models.checkpoint import Checkpoint, load_checkpoint
 from lrf.models.codec import Codec
-from lrf.models.flow import euler_sample, guided_velocity
+from lrf.models.flow import euler_sample, guided_velocity, timesteps
 from lrf.models.lrf import LRFModel
-from lrf import prng
+from lrf import editing, prng
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -36,6 +37,16 @@ def generate(ckpt: Checkpoint, labels: Sequence[int], seeds: Sequence[int], *, s
              on_step: Callable[[int, int], bool | None] | None = None) -> torch.Tensor:
     """Images [B,3,H,W] in [-1, 1] from the PyTorch reference (our Euler sampler)."""
     cfg = ckpt.config
+    steps, guidance, shift = _sampling(ckpt, labels, seeds, steps, guidance, shift)
+    size = latent_size or cfg.latent_size
+    noise = portable_noise(seeds, cfg.latent_channels, (size, size))
+    z = euler_sample(ckpt.model, noise, torch.as_tensor(list(labels), dtype=torch.long),
+                     steps=steps, guidance=guidance, null_class=cfg.null_class, shift=shift,
+                     on_step=on_step)
+    return ckpt.codec.decode(z)
+
+
+def _sampling(ckpt: Checkpoint, labels, seeds, steps, guidance, shift) -> tuple[int, float, float]:
     steps = ckpt.sampling["steps"] if steps is None else steps
     guidance = ckpt.sampling["guidance"] if guidance is None else guidance
     shift = ckpt.sampling["shift"] if shift is None else shift
@@ -43,11 +54,62 @@ def generate(ckpt: Checkpoint, labels: Sequence[int], seeds: Sequence[int], *, s
         raise ValueError(f"{len(labels)} labels but {len(seeds)} seeds")
     if not np.isfinite(guidance):
         raise ValueError(f"guidance must be finite, got {guidance}")
-    size = latent_size or cfg.latent_size
-    noise = portable_noise(seeds, cfg.latent_channels, (size, size))
-    z = euler_sample(ckpt.model, noise, torch.as_tensor(list(labels), dtype=torch.long),
-                     steps=steps, guidance=guidance, null_class=cfg.null_class, shift=shift,
-                     on_step=on_step)
+    return steps, guidance, shift
+
+
+def from_uint8(images: np.ndarray) -> torch.Tensor:
+    """uint8 NHWC -> float32 NCHW in [-1, 1] (x / 127.5 - 1, as the encoder graph does)."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float()
+    return x / 127.5 - 1.0
+
+
+@torch.no_grad()
+def edit(ckpt: Checkpoint, image, label: int | str, seed: int, strength: float, mask=None, *,
+         steps: int | None = None, guidance: float | None = None, shift: float | None = None,
+         on_step: Callable[[int, int], bool | None] | None = None) -> torch.Tensor:
+    """Edit one image: [1,3,H,W] in [-1, 1] (``to_uint8`` for pixels).
+
+    ``image``: uint8 RGB [H, W, 3] (or a PIL image) of the model's size. ``strength`` in [0, 1]:
+    1 ignores the image (exactly :func:`generate` for ``seed``), 0 returns its codec round trip.
+    ``mask``: KEEP mask in pixels (1 / white keeps the input, 0 / black is repainted), or None
+    for plain img2img. The rules are ``lrf.editing``'s (``runtime/BUNDLE.md``, "Editing").
+    ``on_step(i, n)`` after each of the n steps of the window; False cancels.
+    """
+    return edit_batch(ckpt, [image], [label], [seed], strength, None if mask is None else [mask],
+                      steps=steps, guidance=guidance, shift=shift, on_step=on_step)
+
+
+@torch.no_grad()
+def edit_batch(ckpt: Checkpoint, images, labels: Sequence[int | str], seeds: Sequence[int],
+               strength: float, masks=None, *, steps: int | None = None,
+               guidance: float | None = None, shift: float | None = None,
+               on_step: Callable[[int, int], bool | None] | None = None) -> torch.Tensor:
+    """:func:`edit` for a batch: image b depends only on (images[b], labels[b], seeds[b],
+    masks[b]). Returns [B,3,H,W] in [-1, 1]."""
+    cfg = ckpt.config
+    steps, guidance, shift = _sampling(ckpt, labels, seeds, steps, guidance, shift)
+    f, side = ckpt.codec.scale_factor, cfg.latent_size * ckpt.codec.scale_factor
+    if len(images) != len(labels) or (masks is not None and len(masks) != len(labels)):
+        raise ValueError(f"need one image{' and mask' if masks is not None else ''} per label, "
+                         f"got {len(images)} images for {len(labels)} labels")
+    x = np.stack([editing.check_image(im, side, side, f) for im in images])
+    keep = None if masks is None else np.stack(
+        [editing.latent_keep_mask(m, side, side, f) for m in masks])[:, None]   # [B,1,h,w]
+    y = torch.as_tensor([ckpt.class_index(c) for c in labels], dtype=torch.long)
+    win = editing.window(timesteps(steps, shift).numpy(), strength)
+    noise = portable_noise(seeds, cfg.latent_channels, (cfg.latent_size,) * 2).numpy()
+    z_img = ckpt.codec.encode(from_uint8(x)).numpy()                           # [B,C,h,w]
+    z = torch.from_numpy(editing.noised(z_img, noise, win[0]))
+    n = len(win) - 1
+    sample = dict(guidance=guidance, null_class=cfg.null_class)
+    if keep is None and n:
+        z = euler_sample(ckpt.model, z, y, ts=torch.from_numpy(win), on_step=on_step, **sample)
+    elif keep is not None:
+        for i in range(n):  # one step at a time: the kept cells are reset after each
+            z = euler_sample(ckpt.model, z, y, ts=torch.from_numpy(win[i:i + 2]), **sample)
+            z = torch.from_numpy(editing.blend(z.numpy(), z_img, noise, win[i + 1], keep))
+            if on_step is not None and on_step(i + 1, n) is False:
+                raise InterruptedError(f"editing cancelled by on_step after step {i + 1}/{n}")
     return ckpt.codec.decode(z)
 
 
@@ -87,20 +149,43 @@ class LRFPipeline(DiffusionPipeline):
     @torch.no_grad()
     def __call__(self, class_labels: Sequence[int | str], num_inference_steps: int = 50,
                  guidance_scale: float = 3.0, seeds: Sequence[int] | None = None,
-                 output_type: str = "pil", return_dict: bool = True):
+                 output_type: str = "pil", return_dict: bool = True, image=None,
+                 strength: float | None = None, mask_image=None):
+        """Generate, or with ``image=`` edit (img2img; with ``mask_image=`` inpainting).
+
+        As in diffusers: ``image`` is one image or one per label (PIL or uint8 [H,W,3] /
+        [B,H,W,3]); ``strength`` defaults to 0.8 for img2img and 1.0 for inpainting;
+        ``mask_image`` is white (1) = repaint, black (0) = keep, which is converted to the keep
+        mask of :func:`edit` (keep = 1 - mask_image). Unlike diffusers' int(N * strength)
+        steps, the window starts at the timestep nearest ``strength`` (``lrf.editing``).
+        """
         cfg = self.transformer.cfg
         names = self.config.class_names or []
         labels = [names.index(c) if isinstance(c, str) else int(c) for c in class_labels]
         seeds = list(range(len(labels))) if seeds is None else list(seeds)
-        z = portable_noise(seeds, cfg.latent_channels, (cfg.latent_size, cfg.latent_size))
+        noise = portable_noise(seeds, cfg.latent_channels, (cfg.latent_size, cfg.latent_size))
         y = torch.as_tensor(labels, dtype=torch.long)
         n = num_inference_steps
         self.scheduler.set_timesteps(sigmas=np.linspace(1.0, 0.0, n + 1)[:-1])
-        for sigma in self.progress_bar(self.scheduler.sigmas[:-1]):
-            v = guided_velocity(self.transformer, z, sigma.reshape(1), y, guidance_scale,
-                                cfg.null_class)
-            z = self.scheduler.step(v, sigma * self.scheduler.config.num_train_timesteps, z,
-                                    return_dict=False)[0]
+        sigmas = self.scheduler.sigmas
+        i0, z_img, keep, z = 0, None, None, noise
+        if image is not None or mask_image is not None:
+            if image is None:
+                raise ValueError("mask_image needs image= (the picture to inpaint)")
+            strength = (1.0 if mask_image is not None else 0.8) if strength is None else strength
+            i0 = editing.start_index(timesteps(n, self.scheduler.config.shift).numpy(), strength)
+            z_img, keep = self._encode_inputs(image, mask_image, len(labels))
+            z = torch.from_numpy(editing.noised(z_img, noise.numpy(), sigmas[i0]))
+        elif strength is not None:
+            raise ValueError("strength needs image= (the picture to edit)")
+        self.scheduler.set_begin_index(i0)
+        for i in self.progress_bar(range(i0, n)):
+            v = guided_velocity(self.transformer, z, sigmas[i].reshape(1), y, guidance_scale,
+                                cfg.null_class, step=sigmas[i] - sigmas[i + 1])
+            z = self.scheduler.step(v, self.scheduler.timesteps[i], z, return_dict=False)[0]
+            if keep is not None:
+                z = torch.from_numpy(editing.blend(z.numpy(), z_img, noise.numpy(),
+                                                   sigmas[i + 1], keep))
         images = self._codec.decode(z)
         if output_type == "pt":
             out = images
@@ -108,3 +193,40 @@ class LRFPipeline(DiffusionPipeline):
             arr = to_uint8(images)
             out = arr if output_type == "np" else self.numpy_to_pil(arr.astype(np.float32) / 255)
         return ImagePipelineOutput(images=out) if return_dict else (out,)
+
+    def _encode_inputs(self, image, mask_image, batch: int):
+        """(normalised latents [B,C,h,w], keep mask [B,1,h,w] or None) for ``batch`` labels."""
+        side = self.transformer.cfg.latent_size * self._codec.scale_factor
+        f = self._codec.scale_factor
+        images = _per_label(image, batch, "image", 3)
+        x = np.stack([editing.check_image(im, side, side, f) for im in images])
+        keep = None
+        if mask_image is not None:
+            masks = _per_label(mask_image, batch, "mask_image", 2)
+            keep = np.stack([editing.latent_keep_mask(_invert(m), side, side, f)
+                             for m in masks])[:, None]
+        return self._codec.encode(from_uint8(x)).numpy(), keep
+
+
+def _per_label(x, batch: int, what: str, ndim: int) -> list:
+    """One item, or a list / stacked array with one per label -> a list of ``batch`` items."""
+    if isinstance(x, np.ndarray) and x.ndim == ndim + 1 and not (ndim == 2 and x.shape[-1] == 1):
+        x = list(x)
+    if not isinstance(x, (list, tuple)):
+        return [x] * batch
+    if len(x) != batch:
+        raise ValueError(f"{what}: {len(x)} given for {batch} class labels; give one, or one "
+                         "per label")
+    return list(x)
+
+
+def _invert(mask_image):
+    """diffusers' repaint mask (white = repaint) -> our keep mask, in the same dtype."""
+    if hasattr(mask_image, "mode") and hasattr(mask_image, "size"):
+        mask_image = np.asarray(mask_image.convert("L"))
+    m = np.asarray(mask_image)
+    if m.dtype == np.bool_:
+        return ~m
+    if m.dtype == np.uint8:
+        return 255 - m
+    return 1.0 - m.astype(np.float64)

@@ -1,4 +1,9 @@
-"""The onnxruntime backend (CPU execution provider) for ``target: "onnx"`` bundles."""
+"""The onnxruntime backend (CPU execution provider) for ``target: "onnx"`` bundles.
+
+:func:`session_options` / :func:`make_session` are the one place where an onnxruntime session is
+set up: the runtime, the exporter's int8 scoring and the profiler all use them, so the settings
+recorded in ``golden.runtime`` are the settings everything ran with.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,70 @@ import onnxruntime as ort
 
 from lrf.runtime.backends import Backend, Session, register_backend
 from lrf.runtime.manifest import GraphSpec
+
+LEVELS = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+          "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+          "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+          "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL}
+PROVIDER = "CPUExecutionProvider"
+_ORT_DTYPES = {"tensor(float)": "float32", "tensor(int32)": "int32", "tensor(uint8)": "uint8"}
+
+
+def session_options(threads: int | None = None, optimization: str = "all",
+                    memory_arena: bool = True) -> ort.SessionOptions:
+    """SessionOptions for every lrf session. ``threads``: intra-op threads (None: onnxruntime's
+    default, one per core; inter-op is then left as is); ``optimization``: a key of LEVELS."""
+    if optimization not in LEVELS:
+        raise ValueError(f"onnxruntime optimization {optimization!r}; choose one of "
+                         f"{sorted(LEVELS)}")
+    so = ort.SessionOptions()
+    so.graph_optimization_level = LEVELS[optimization]
+    so.enable_cpu_mem_arena = bool(memory_arena)
+    so.log_severity_level = 3  # warnings about unused initializers etc. are not actionable
+    if threads is not None:
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+    return so
+
+
+def make_session(model: str | Path | bytes, threads: int | None = None,
+                 optimization: str = "all", memory_arena: bool = True,
+                 options: ort.SessionOptions | None = None) -> ort.InferenceSession:
+    """An InferenceSession on the CPU provider with :func:`session_options` (or ``options``,
+    e.g. with profiling turned on by the caller); ValueError naming the file if it cannot load."""
+    so = options or session_options(threads, optimization, memory_arena)
+    src = model if isinstance(model, bytes) else str(model)
+    try:
+        return ort.InferenceSession(src, so, providers=[PROVIDER])
+    except Exception as e:  # onnxruntime raises its own exception types for bad models
+        name = "model bytes" if isinstance(model, bytes) else Path(model).name
+        raise ValueError(f"onnxruntime cannot load {name} ({str(e).splitlines()[0][:200]}); "
+                         "re-export the bundle") from None
+
+
+def check_io(sess: ort.InferenceSession, spec: GraphSpec, label: str) -> None:
+    """The session's inputs/outputs must be the manifest's: names, dtypes, ranks, static dims."""
+    for kind, have, want in (("input", sess.get_inputs(), spec.inputs),
+                             ("output", sess.get_outputs(), spec.outputs)):
+        have_by = {a.name: a for a in have}
+        names = sorted(have_by)
+        if kind == "input" and names != sorted(t.name for t in want) or \
+                kind == "output" and not {t.name for t in want} <= set(names):
+            raise ValueError(f"{label}: graph {kind}s are {names}, the manifest says "
+                             f"{sorted(t.name for t in want)}; the bundle is inconsistent")
+        for t in want:
+            a = have_by[t.name]
+            dtype = _ORT_DTYPES.get(a.type, a.type)
+            shape = list(a.shape)
+            # a dim the graph fixes must be the manifest's; a dynamic manifest input dim must
+            # be dynamic in the graph (unknown graph dims are checked per call instead)
+            bad = dtype != t.dtype or len(shape) != len(t.shape) or any(
+                isinstance(s, int) and s >= 0 and (s != w if w >= 0 else kind == "input")
+                for s, w in zip(shape, t.shape))
+            if bad:
+                raise ValueError(f"{label}: {kind} {t.name!r} is {dtype} {shape} in the graph, "
+                                 f"the manifest says {t.dtype} {t.describe()}; the bundle is "
+                                 "inconsistent")
 
 
 class _OrtSession(Session):
@@ -37,36 +106,24 @@ class OnnxRuntimeBackend(Backend):
     targets = ("onnx",)
     # InferenceSession.run is documented as safe to call concurrently from several threads.
     thread_safe = True
-    _LEVELS = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-               "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-               "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-               "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL}
 
     def __init__(self, threads: int | None = None, optimization: str = "all",
                  memory_arena: bool = True):
         super().__init__(threads, optimization=optimization, memory_arena=memory_arena)
-        if optimization not in self._LEVELS:
-            raise ValueError(f"onnxruntime optimization {optimization!r}; choose one of "
-                             f"{sorted(self._LEVELS)}")
+        session_options(threads, optimization, memory_arena)  # fail now on a bad option
 
     def open(self, path: Path, spec: GraphSpec) -> Session:
-        so = ort.SessionOptions()
-        so.graph_optimization_level = self._LEVELS[self.options["optimization"]]
-        so.enable_cpu_mem_arena = bool(self.options["memory_arena"])
-        so.log_severity_level = 3  # warnings about unused initializers etc. are not actionable
-        if self.threads is not None:
-            so.intra_op_num_threads = self.threads
-            so.inter_op_num_threads = 1
-        try:
-            sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime raises its own exception types for bad models
-            raise ValueError(f"onnxruntime cannot load {path} ({e}); re-export the bundle") from e
-        have = [i.name for i in sess.get_inputs()], [o.name for o in sess.get_outputs()]
-        want = [t.name for t in spec.inputs], [t.name for t in spec.outputs]
-        if sorted(have[0]) != sorted(want[0]) or not set(want[1]) <= set(have[1]):
-            raise ValueError(f"{path.name}: graph has inputs {have[0]} / outputs {have[1]}, the "
-                             f"manifest says {want[0]} / {want[1]}; the bundle is inconsistent")
+        sess = make_session(path, self.threads, self.options["optimization"],
+                            self.options["memory_arena"])
+        check_io(sess, spec, spec.file)
         return _OrtSession(sess, spec)
+
+    def settings(self) -> dict:
+        """What ``golden.runtime`` records (BUNDLE.md section 6)."""
+        return {"backend": self.name, "version": ort.__version__,
+                "graph_optimization_level": self.options["optimization"],
+                "intra_op_threads": self.threads, "inter_op_threads": 1 if self.threads else None,
+                "execution_provider": PROVIDER}
 
     def version(self) -> str:
         return ort.__version__

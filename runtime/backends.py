@@ -63,6 +63,10 @@ class Backend:
         """The engine's version string (recorded by benchmarks)."""
         return "unknown"
 
+    def settings(self) -> dict:
+        """The settings golden files made with this backend record (``golden.runtime``)."""
+        return {"backend": self.name, "version": self.version(), "threads": self.threads}
+
 
 def register_backend(name: str):
     """Class decorator: make a :class:`Backend` subclass available as ``name``."""

@@ -1,18 +1,22 @@
-"""``Generator``: images from a bundle with numpy and a runtime backend; never imports torch.
+"""``Generator``: images from a schema v2 bundle with numpy and a runtime backend; never imports
+torch.
 
     with Generator.load("bundles/cifar10-onnx-int8") as gen:
         img = gen.generate("cat", seed=0)                 # uint8 [32, 32, 3]
-        img = gen.generate(3, seed=0, steps=20, mode="stepwise", on_step=print_progress)
+        img = gen.generate(3, seed=0, steps=13, mode="stepwise", on_step=print_progress)
 
-Thread-safety: a Generator keeps no per-call state, so ``generate``/``step``/``decode`` may be
-called from several threads at once; graphs are opened lazily under a lock and, for backends
-that are not thread-safe (``Backend.thread_safe``), every graph call is serialised by a lock.
-``close()`` must not race with calls in flight (it waits for none): close when all are done.
+Graphs are bound by role (``runtime/BUNDLE.md`` 2.2): :meth:`run` takes and returns arrays keyed
+by role. The building blocks :meth:`denoise`, :meth:`encode` and :meth:`decode` are what
+``generate`` and the editing code (``lrf.runtime.editing``) are made of.
+
+Thread-safety: a Generator keeps no per-call state, so its methods may be called from several
+threads at once; graphs are opened lazily under a lock and, for backends that are not thread-safe
+(``Backend.thread_safe``), every graph call is serialised by a lock. ``close()`` must not race
+with calls in flight (it waits for none): close when all are done.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -20,15 +24,12 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from lrf import prng
-from lrf.runtime import scheduler
+from lrf.runtime import editing, scheduler, tiling
 from lrf.runtime.backends import Backend, get_backend
 from lrf.runtime.manifest import Bundle, open_bundle
+from lrf.runtime.scheduler import GenerationCancelled, OnStep  # noqa: F401  (re-exported)
 
 MODES = ("fused", "stepwise")
-
-
-class GenerationCancelled(InterruptedError):
-    """``on_step`` returned False; no image is returned."""
 
 
 class Generator:
@@ -43,12 +44,14 @@ class Generator:
         self.backend = backend
         m = bundle.manifest
         self.classes: list[str] = bundle.classes
-        self.latent_shape = (int(m["latent"]["channels"]), int(m["latent"]["height"]),
-                             int(m["latent"]["width"]))
-        self.default_steps = int(m["sampling"]["steps"])
-        self.default_guidance = float(m["sampling"]["guidance"])
-        self.shift = float(m["scheduler"].get("shift", m["sampling"].get("shift", 1.0)))
-        self.fused_steps = [n for n in bundle.fused_steps if f"generator_{n}" in bundle.graphs]
+        self.latent_shape = (m["latent"]["channels"], m["latent"]["height"], m["latent"]["width"])
+        self.guidance_distilled: bool = m["model"]["guidance_distilled"]
+        s = m["sampling"]
+        self.default_steps, self.default_guidance = s["steps"], float(s["guidance"])
+        self.default_mode, self.shift = s["mode"], float(s["shift"])
+        self.window: tuple[int, int | None] = bundle.graphs["denoise"].window
+        # decoding in tiles (runtime/tiling.py): "auto" | "on" | "off" or a tiling.Tiling
+        self.tiling: str | tiling.Tiling = "auto"
         self._sessions: dict = {}
         self._open_lock = threading.Lock()
         self._run_lock = None if backend.thread_safe else threading.Lock()
@@ -59,15 +62,21 @@ class Generator:
     def load(cls, bundle: str | os.PathLike, backend: str = "onnxruntime",
              threads: int | None = None, verify: bool = True, preload: bool = False,
              **backend_options) -> "Generator":
-        """Open a bundle folder: checks the manifest's schema version and every file's size and
-        sha256 (``verify``), then picks the backend. Graphs load on first use (``preload=True``
-        loads them all now). Extra keyword arguments go to the backend."""
+        """Open a bundle folder: the schema check, containment and every file's size and sha256
+        (``verify``), then the backend. Graphs open on first use (``preload=True`` opens them
+        all now; each is checked against the manifest when opened). Extra keyword arguments go
+        to the backend."""
         b = open_bundle(bundle, verify=verify)
         gen = cls(b, get_backend(backend)(threads=threads, **backend_options))
         if preload:
-            for name in b.graphs:
-                gen._session(name)
+            gen.open(*b.graphs)
         return gen
+
+    def open(self, *names: str) -> None:
+        """Open graphs ``names`` now instead of on first use (each is checked against the
+        manifest as it opens), e.g. to time loading apart from generating."""
+        for name in names:
+            self._session(name)
 
     def close(self) -> None:
         """Release every loaded graph (idempotent)."""
@@ -97,8 +106,8 @@ class Generator:
                 return self.classes.index(name_or_index)
             if name_or_index.isdigit() and int(name_or_index) < len(self.classes):
                 return int(name_or_index)
-        raise ValueError(f"unknown label {name_or_index!r}; valid: {', '.join(self.classes)} "
-                         f"(or an index 0-{len(self.classes) - 1})")
+        raise ValueError(f"unknown label {str(name_or_index)[:40]!r}; valid: "
+                         f"{', '.join(self.classes)} (or an index 0-{len(self.classes) - 1})")
 
     # ------------------------------------------------------------------ graph calls
     def _session(self, name: str):
@@ -106,92 +115,149 @@ class Generator:
             if self._closed:
                 raise ValueError("this Generator is closed; load the bundle again")
             if name not in self._sessions:
-                if name not in self.bundle.graphs:
-                    raise ValueError(f"bundle has no graph {name!r}; graphs: "
-                                     f"{', '.join(sorted(self.bundle.graphs))}")
-                spec = self.bundle.graphs[name]
+                spec = self._spec(name)
                 self._sessions[name] = self.backend.open(self.bundle.file(spec.file), spec)
             return self._sessions[name]
 
-    def run(self, name: str, **inputs: np.ndarray) -> dict[str, np.ndarray]:
-        """Run graph ``name`` on validated inputs (names, dtypes and shapes from the manifest)."""
-        spec = self.bundle.graphs.get(name)
-        if spec is None:
+    def _spec(self, name: str):
+        if name not in self.bundle.graphs:
             raise ValueError(f"bundle has no graph {name!r}; graphs: "
                              f"{', '.join(sorted(self.bundle.graphs))}")
-        unknown = sorted(set(inputs) - {t.name for t in spec.inputs})
+        return self.bundle.graphs[name]
+
+    def run(self, name: str, **inputs: np.ndarray) -> dict[str, np.ndarray]:
+        """Run graph ``name`` on inputs keyed by **role**; returns outputs keyed by role. Inputs
+        are checked against the manifest before the call and outputs after it (dtype, and shape
+        as bound by the inputs), so a graph returning float64 or another shape is refused."""
+        spec = self._spec(name)
+        unknown = sorted(set(inputs) - {t.role for t in spec.inputs})
         if unknown:
-            raise ValueError(f"{name}: unknown input {unknown[0]!r}; inputs are "
-                             f"{[t.name for t in spec.inputs]}")
+            raise ValueError(f"{name}: unknown input role {unknown[0]!r}; roles are "
+                             f"{[t.role for t in spec.inputs]}")
         fixed, n = _fixed_batch(spec), _leading_batch(inputs)
         if fixed and n and n != fixed and n % fixed == 0:
             # a graph exported for one batch size (ExecuTorch, Core ML): run it in chunks
-            parts = [self.run(name, **{k: v[s:s + fixed] for k, v in inputs.items()})
+            parts = [self.run(name, **{k: (v[s:s + fixed] if k != "timesteps" else v)
+                                       for k, v in inputs.items()})
                      for s in range(0, n, fixed)]
             return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         bound: dict[str, int] = {}
         feeds = {}
         for t in spec.inputs:
-            if t.name not in inputs:
-                raise ValueError(f"{name}: missing input {t.name!r} (expected {t.dtype} "
+            if t.role not in inputs:
+                raise ValueError(f"{name}: missing input {t.role!r} (expected {t.dtype} "
                                  f"{t.describe()})")
-            feeds[t.name] = t.check(inputs[t.name], name, bound)
+            feeds[t.name] = t.check(inputs[t.role], name, bound)
         session = self._session(name)
         if self._run_lock is None:
-            return session.run(feeds)
-        with self._run_lock:
-            return session.run(feeds)
+            raw = session.run(feeds)
+        else:
+            with self._run_lock:
+                raw = session.run(feeds)
+        return {t.role: t.check(raw.get(t.name), name, bound, kind="output")
+                for t in spec.outputs}
 
-    def step(self, latent: np.ndarray, t: np.ndarray, label: np.ndarray,
-             guidance: np.ndarray) -> np.ndarray:
-        """Guided velocity [B,C,h,w] float32 (the ``step`` graph)."""
-        return self.run("step", latent=latent, t=t, label=label, guidance=guidance)["velocity"]
+    # ------------------------------------------------------------------ building blocks
+    def denoise(self, z: np.ndarray, timesteps: np.ndarray, label: np.ndarray,
+                guidance: np.ndarray | float, on_step: OnStep | None = None,
+                window: int | None = None,
+                after_window: Callable[[np.ndarray, int], np.ndarray] | None = None
+                ) -> np.ndarray:
+        """Integrate latents ``z`` [B,C,h,w] over ``timesteps`` t[0..K] (descending) with the
+        ``denoise`` graph. ``window``: steps per graph call (None: as few calls as the graph
+        allows, i.e. fused; 1: stepwise). After each call ``after_window(z, i)`` (i = index
+        reached in ``timesteps``) and ``on_step(i, K)`` run; on_step returning False raises
+        :class:`GenerationCancelled`."""
+        ts = np.asarray(timesteps, dtype=np.float32)
+        if ts.ndim != 1 or len(ts) < 1:
+            raise ValueError(f"timesteps must be a 1-D float32 schedule, got shape "
+                             f"{list(ts.shape)}")
+        scheduler.check_steps(max(len(ts) - 1, 1))
+        if len(ts) > 1 and not (np.isfinite(ts).all() and (np.diff(ts) < 0).all()):
+            raise ValueError("timesteps must be finite and strictly descending")
+        label = np.asarray(label, dtype=np.int32)
+        if isinstance(guidance, np.ndarray):
+            if guidance.dtype.kind not in "iuf":
+                raise ValueError(f"guidance must be a numeric array, got dtype {guidance.dtype}")
+            for value in np.unique(guidance):
+                scheduler.check_guidance(float(value))
+            g = np.broadcast_to(guidance.astype(np.float32), label.shape)
+        else:
+            g = np.full(label.shape, scheduler.check_guidance(guidance), np.float32)
+
+        def step(zz: np.ndarray, w: np.ndarray) -> np.ndarray:
+            out = self.run("denoise", latent=zz, timesteps=w, label=label, guidance=g)["latent"]
+            if out.shape != zz.shape:
+                raise ValueError(f"denoise returned shape {list(out.shape)} for latent "
+                                 f"{list(zz.shape)}; the bundle is inconsistent")
+            return out
+
+        spans = scheduler.windows(len(ts) - 1, window, *self.window)
+        return scheduler.sample(step, ts, z, spans, on_step, after_window)
+
+    def encode(self, image: np.ndarray) -> np.ndarray:
+        """uint8 images [B,H,W,3] (H, W divisible by 8) -> normalised latents [B,C,H/8,W/8]."""
+        image = np.asarray(image)
+        if image.ndim != 4 or image.shape[-1] != 3 or image.shape[1] % 8 or image.shape[2] % 8:
+            raise ValueError(f"encode takes uint8 images [B,H,W,3] with H and W divisible by "
+                             f"8, got shape {list(image.shape)}")
+        z = self.run("encoder", image=image)["latent"]
+        want = (image.shape[0], self.latent_shape[0], image.shape[1] // 8, image.shape[2] // 8)
+        return _expect_shape(z, want, "encoder")
 
     def decode(self, latent: np.ndarray) -> np.ndarray:
         """Normalised latents [B,C,H',W'] float32 -> uint8 images [B,8H',8W',3]."""
-        return self.run("decoder", latent=latent)["image"]
+        if not isinstance(latent, np.ndarray) or latent.ndim != 4:
+            raise ValueError(f"decode: latent must be a numpy array [B,C,H',W'] float32, got "
+                             f"{type(latent).__name__} {list(np.shape(latent))}")
+        t = tiling.as_tiling(self.tiling)
+        if t.applies(latent.shape[2], latent.shape[3]):  # tiles decoded by decode_whole, blended
+            return tiling.decode_tiled(self.decode_whole, latent, t)
+        return self.decode_whole(latent)
+
+    def decode_whole(self, latent: np.ndarray) -> np.ndarray:
+        """One decoder call on the whole latent (no tiling): uint8 [B,8H',8W',3]."""
+        image = self.run("decoder", latent=latent)["image"]
+        b, _, h, w = latent.shape
+        if self.manifest["image"]["format"] == "float_nchw":
+            _expect_shape(image, (b, 3, 8 * h, 8 * w), "decoder")
+            x = np.clip((np.clip(image, -1, 1) + 1) * 127.5 + 0.5, 0, 255)
+            return np.floor(x).astype(np.uint8).transpose(0, 2, 3, 1).copy()
+        return _expect_shape(image, (b, 8 * h, 8 * w, 3), "decoder")
 
     # ------------------------------------------------------------------ sampling
     def resolve(self, steps: int | None, guidance: float | None, mode: str | None
                 ) -> tuple[int, float, str]:
-        """Defaults and validation shared by :meth:`generate` and :meth:`generate_batch`."""
-        steps = self.default_steps if steps is None else steps
-        if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps < 1:
-            raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-        guidance = self.default_guidance if guidance is None else guidance
-        if isinstance(guidance, bool) or not isinstance(guidance, (int, float, np.floating)) \
-                or not math.isfinite(guidance):
-            raise ValueError(f"guidance must be a finite number, got {guidance!r}")
-        if mode is None:
-            mode = "fused" if int(steps) in self.fused_steps else "stepwise"
+        """Defaults and validation shared by :meth:`generate` and :meth:`generate_batch`:
+        steps in 1..MAX_STEPS, guidance finite in float32 within GUIDANCE_RANGE."""
+        steps = scheduler.check_steps(self.default_steps if steps is None else steps)
+        guidance = scheduler.check_guidance(self.default_guidance if guidance is None
+                                            else guidance)
+        mode = self.default_mode if mode is None else mode
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES} or None, got {mode!r}")
-        if mode == "fused" and int(steps) not in self.fused_steps:
-            raise ValueError(f"no fused graph for steps={steps}; this bundle has fused graphs "
-                             f"for {self.fused_steps or 'no N'}: use one of those, "
-                             "mode='stepwise', or re-export with --steps")
-        return int(steps), float(guidance), mode
+        scheduler.windows(steps, 1 if mode == "stepwise" else None, *self.window)  # splittable?
+        return steps, guidance, mode
 
     def noise(self, seeds: Sequence[int]) -> np.ndarray:
-        """Portable latent noise [B,C,h,w] (``lrf/prng.py``), one seed per image."""
+        """Portable latent noise [B,C,h,w] (BUNDLE.md section 4), one seed per image."""
         return prng.noise(list(seeds), self.latent_shape)
 
     def generate(self, label: int | str, seed: int, steps: int | None = None,
                  guidance: float | None = None, mode: str | None = None,
-                 on_step: Callable[[int, int], bool | None] | None = None) -> np.ndarray:
+                 on_step: OnStep | None = None) -> np.ndarray:
         """One uint8 image [H, W, 3] for ``label`` (index or class name) and ``seed``.
 
-        ``mode``: "fused" (the generator_<N> graph; N must be exported), "stepwise" (step graph
-        + numpy Euler + decoder, any N) or None (fused when N is exported, else stepwise).
-        ``on_step(i, n)`` is called after step i (1-based); in fused mode once, with (n, n),
-        after the graph. Returning False raises :class:`GenerationCancelled` and returns nothing.
+        ``mode``: "fused" (the whole schedule in as few denoise calls as the graph allows),
+        "stepwise" (one call per step, ``on_step(i, n)`` after each) or None (the manifest's
+        ``sampling.mode``). Any N in 1..MAX_STEPS. ``on_step`` returning False raises
+        :class:`GenerationCancelled` and returns nothing.
         """
         return self.generate_batch([label], [seed], steps, guidance, mode, on_step)[0]
 
     def generate_batch(self, labels: Sequence[int | str], seeds: Sequence[int],
                        steps: int | None = None, guidance: float | None = None,
-                       mode: str | None = None,
-                       on_step: Callable[[int, int], bool | None] | None = None) -> np.ndarray:
+                       mode: str | None = None, on_step: OnStep | None = None) -> np.ndarray:
         """Like :meth:`generate` for a batch: uint8 [B, H, W, 3]; image b depends only on
         (labels[b], seeds[b])."""
         if len(labels) != len(seeds) or not len(labels):
@@ -199,43 +265,44 @@ class Generator:
                              f"{len(labels)} labels and {len(seeds)} seeds")
         n, g, mode = self.resolve(steps, guidance, mode)
         y = np.asarray([self.class_index(c) for c in labels], dtype=np.int32)
-        z = self.noise(seeds)
-        gv = np.full((len(y),), g, dtype=np.float32)
-        if mode == "fused":
-            image = self.run(f"generator_{n}", noise=z, label=y, guidance=gv)["image"]
-            _progress(on_step, n, n)
-            return image
-        z = self.sample_latents(z, y, gv, n, on_step)
+        z = self.sample_latents(self.noise(seeds), y, g, n, on_step, mode)
         return self.decode(z)
 
-    def sample_latents(self, z: np.ndarray, label: np.ndarray, guidance: np.ndarray, steps: int,
-                       on_step: Callable[[int, int], bool | None] | None = None) -> np.ndarray:
-        """The stepwise Euler loop on latents [B,C,h,w] -> final latents (before decoding)."""
+    def edit(self, image, label: int | str, seed: int, strength: float, mask=None,
+             steps: int | None = None, guidance: float | None = None, mode: str | None = None,
+             on_step: OnStep | None = None) -> np.ndarray:
+        """Edit a uint8 RGB image [H, W, 3] of the bundle's size: img2img, or inpainting with
+        ``mask`` (a KEEP mask in pixels: 1 / white keeps the input, 0 / black is repainted).
+        ``strength`` in [0, 1]: 1 ignores the image (the same image as :meth:`generate` for
+        ``seed``), 0 returns the codec round trip. Progress and cancel as in :meth:`generate`
+        (inpainting runs stepwise). Rules: BUNDLE.md "Editing" (``lrf.runtime.editing``)."""
+        return editing.edit(self, image, label, seed, strength, mask, steps, guidance, mode,
+                            on_step)
+
+    def sample_latents(self, z: np.ndarray, label: np.ndarray, guidance, steps: int,
+                       on_step: OnStep | None = None, mode: str = "stepwise") -> np.ndarray:
+        """Noise [B,C,h,w] -> final latents after ``steps`` steps of the full schedule."""
         ts = scheduler.timesteps(steps, self.shift)
-        t = np.empty((z.shape[0],), dtype=np.float32)
-        for i in range(steps):
-            t.fill(ts[i])
-            v = self.step(z, t, label, guidance)
-            z = scheduler.euler_update(z, ts[i], ts[i + 1], v)
-            _progress(on_step, i + 1, steps)
-        return z
+        return self.denoise(z, ts, label, guidance, on_step, 1 if mode == "stepwise" else None)
+
+
+def _expect_shape(a: np.ndarray, shape: tuple, graph: str) -> np.ndarray:
+    if tuple(a.shape) != tuple(shape):
+        raise ValueError(f"{graph} returned shape {list(a.shape)}, expected {list(shape)}; the "
+                         "bundle is inconsistent")
+    return a
 
 
 def _fixed_batch(spec) -> int | None:
-    """The batch size every input of ``spec`` is fixed to, or None (dynamic or no batch dim)."""
-    sizes = {t.shape[0] for t in spec.inputs if t.dims and t.dims[0] == "batch"}
-    return sizes.pop() if len(sizes) == 1 and min(sizes) > 0 and \
-        all(t.dims and t.dims[0] == "batch" for t in spec.inputs) else None
+    """The batch size every batched input of ``spec`` is fixed to, or None (dynamic)."""
+    batched = [t for t in spec.inputs if t.dims and t.dims[0] == "batch"]
+    sizes = {t.shape[0] for t in batched}
+    return sizes.pop() if len(sizes) == 1 and min(sizes) > 0 else None
 
 
 def _leading_batch(inputs: dict) -> int | None:
-    """The common leading dimension of the given arrays, or None."""
-    sizes = {v.shape[0] for v in inputs.values() if isinstance(v, np.ndarray) and v.ndim}
-    ok = len(sizes) == 1 and all(isinstance(v, np.ndarray) and v.ndim for v in inputs.values())
+    """The common leading dimension of the batched arrays (all but timesteps), or None."""
+    arrays = [v for k, v in inputs.items() if k != "timesteps"]
+    sizes = {v.shape[0] for v in arrays if isinstance(v, np.ndarray) and v.ndim}
+    ok = len(sizes) == 1 and all(isinstance(v, np.ndarray) and v.ndim for v in arrays)
     return sizes.pop() if ok else None
-
-
-def _progress(on_step, i: int, n: int) -> None:
-    if on_step is not None and on_step(i, n) is False:
-        raise GenerationCancelled(f"generation cancelled by on_step after step {i}/{n}; "
-                                  "no image was produced")

@@ -1,13 +1,13 @@
-"""Reading and verifying a bundle's ``manifest.json`` (schema: ``runtime/BUNDLE.md``). No torch.
+"""Reading and verifying a schema v2 bundle (``runtime/BUNDLE.md``). No torch.
 
-:func:`open_bundle` checks the schema name and version, that every listed file exists with its
-recorded size and sha256, and parses the graph entries into :class:`GraphSpec` objects whose
-:meth:`TensorSpec.check` validates arrays (expected vs actual shape and dtype).
+:func:`open_bundle` checks schema name and version, runs the one schema check
+(:func:`lrf.runtime.schema.check_manifest`), enforces containment (no symlinks, nothing unlisted,
+external data listed), verifies every file's size and sha256 and parses the graph entries into
+:class:`GraphSpec` objects that bind tensors by role.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -15,102 +15,155 @@ from pathlib import Path
 
 import numpy as np
 
-from lrf.digest import sha256_file  # noqa: F401  (re-exported by lrf.runtime)
+from lrf.digest import sha256_file
+from lrf.runtime import schema as sc
+from lrf.runtime.containment import MANIFEST, ContainmentError, check_tree, inside, \
+    onnx_external_data
 
-SCHEMA = "lrf-bundle"
-SCHEMA_VERSION = 1
-MANIFEST = "manifest.json"
+SCHEMA, SCHEMA_VERSION = sc.SCHEMA, sc.SCHEMA_VERSION
 DTYPES = {"float32": np.float32, "int32": np.int32, "uint8": np.uint8}
+MAX_MANIFEST_BYTES = 16 << 20
+ROLES = {"latent", "timesteps", "label", "guidance", "image"}
+# graph -> (input roles, output roles) it must have (BUNDLE.md 2.2)
+GRAPH_ROLES = {"denoise": ({"latent", "timesteps", "label", "guidance"}, {"latent"}),
+               "decoder": ({"latent"}, {"image"}),
+               "encoder": ({"image"}, {"latent"})}
+V1_LINE = ("bundle schema v1 is no longer supported by this runtime (schema v2); re-export it "
+           "with lrf-export")
 
 
 @dataclass(frozen=True)
 class TensorSpec:
-    """One graph input or output: name, dtype and shape (-1 = dynamic dimension named in dims)."""
+    """One graph input or output: name, role, dtype and shape (-1 = dynamic, named in dims)."""
 
     name: str
+    role: str
     dtype: str
     shape: tuple[int, ...]
     dims: tuple[str, ...]
 
     @classmethod
-    def from_dict(cls, d: dict, where: str) -> "TensorSpec":
-        try:
-            spec = cls(str(d["name"]), str(d["dtype"]), tuple(int(v) for v in d["shape"]),
-                       tuple(str(v) for v in d.get("dims", [f"d{i}" for i in range(len(d["shape"]))])))
-        except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"{where}: malformed tensor entry {d!r} ({e})") from None
-        if spec.dtype not in DTYPES:
-            raise ValueError(f"{where}: tensor {spec.name!r} has dtype {spec.dtype!r}; "
-                             f"this runtime knows {sorted(DTYPES)}")
-        if len(spec.dims) != len(spec.shape):
-            raise ValueError(f"{where}: tensor {spec.name!r} has {len(spec.shape)} dims in shape "
-                             f"but {len(spec.dims)} names in dims")
-        return spec
+    def from_dict(cls, d, where: str) -> "TensorSpec":
+        if not isinstance(d, dict):
+            sc.fail(where, "a tensor object", d)
+        name = sc.string(d, "name", f"{where}.name")
+        role = sc.string(d, "role", f"{where}.role", sorted(ROLES))
+        dtype = sc.string(d, "dtype", f"{where}.dtype", sorted(DTYPES))
+        shape, dims = sc.missing(d, "shape", f"{where}.shape"), sc.missing(d, "dims", f"{where}.dims")
+        if not isinstance(shape, list) or not 1 <= len(shape) <= 8 or not all(
+                isinstance(s, int) and not isinstance(s, bool) and (s == -1 or 1 <= s <= 1 << 20)
+                for s in shape):
+            sc.fail(f"{where}.shape", "a list of 1..8 ints (-1 = dynamic, else >= 1)", shape)
+        if not isinstance(dims, list) or len(dims) != len(shape) or not all(
+                isinstance(s, str) and s for s in dims):
+            sc.fail(f"{where}.dims", f"{len(shape)} dimension names", dims)
+        return cls(name, role, dtype, tuple(shape), tuple(dims))
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape),
-                "dims": list(self.dims)}
-
-    def check(self, value, graph: str, bound: dict[str, int] | None = None) -> np.ndarray:
-        """Return ``value`` as a C-contiguous array of this spec, or raise ValueError saying what
-        was expected and what was given. ``bound`` maps dynamic dim names to sizes already seen
-        in this call (e.g. the batch), so all inputs agree."""
-        want = np.dtype(DTYPES[self.dtype])
-        if not isinstance(value, np.ndarray):
-            raise ValueError(f"{graph}: input {self.name!r} must be a numpy array of dtype "
-                             f"{self.dtype}, got {type(value).__name__}")
-        if value.dtype != want:
-            raise ValueError(f"{graph}: input {self.name!r} expected dtype {self.dtype}, got "
-                             f"{value.dtype} (shape {list(value.shape)})")
-        expected = self.describe()
-        if value.ndim != len(self.shape):
-            raise ValueError(f"{graph}: input {self.name!r} expected shape {expected}, got "
-                             f"{list(value.shape)}")
-        bound = {} if bound is None else bound
-        for size, want_size, dim in zip(value.shape, self.shape, self.dims):
-            if want_size >= 0 and size != want_size:
-                raise ValueError(f"{graph}: input {self.name!r} expected shape {expected}, got "
-                                 f"{list(value.shape)}")
-            if want_size < 0:
-                if size < 1:
-                    raise ValueError(f"{graph}: input {self.name!r} dimension {dim!r} must be "
-                                     f">= 1, got shape {list(value.shape)}")
-                if bound.setdefault(dim, size) != size:
-                    raise ValueError(f"{graph}: input {self.name!r} has {dim}={size} but another "
-                                     f"input has {dim}={bound[dim]}")
-        return np.ascontiguousarray(value)
+        return {"name": self.name, "role": self.role, "dtype": self.dtype,
+                "shape": list(self.shape), "dims": list(self.dims)}
 
     def describe(self) -> list:
         return [d if s < 0 else s for s, d in zip(self.shape, self.dims)]
 
+    def check(self, value, graph: str, bound: dict[str, int] | None = None,
+              kind: str = "input") -> np.ndarray:
+        """Return ``value`` as a C-contiguous array of this spec, or raise ValueError saying what
+        was expected and what was given. ``bound`` maps dynamic dim names to sizes already seen
+        in this call (e.g. the batch), so all tensors agree."""
+        want = np.dtype(DTYPES[self.dtype])
+        what = f"{graph}: {kind} {self.name!r} ({self.role})"
+        if not isinstance(value, np.ndarray):
+            raise ValueError(f"{what} must be a numpy array of dtype {self.dtype}, got "
+                             f"{type(value).__name__}")
+        if value.dtype != want:
+            raise ValueError(f"{what} expected dtype {self.dtype}, got {value.dtype} "
+                             f"(shape {list(value.shape)})")
+        if value.ndim != len(self.shape) or any(
+                w >= 0 and s != w for s, w in zip(value.shape, self.shape)):
+            raise ValueError(f"{what} expected shape {self.describe()}, got {list(value.shape)}")
+        bound = {} if bound is None else bound
+        for size, want_size, dim in zip(value.shape, self.shape, self.dims):
+            if want_size < 0:
+                if size < 1:
+                    raise ValueError(f"{what} dimension {dim!r} must be >= 1, got shape "
+                                     f"{list(value.shape)}")
+                if bound.setdefault(dim, size) != size:
+                    raise ValueError(f"{what} has {dim}={size} but another tensor has "
+                                     f"{dim}={bound[dim]}")
+        return np.ascontiguousarray(value)
+
 
 @dataclass(frozen=True)
 class GraphSpec:
-    """One graph entry of the manifest."""
+    """One graph entry of the manifest; tensors are found by role."""
 
     name: str
     file: str
     format: str
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
-    steps: int | None = None
+    window: tuple[int, int | None] | None = None
+    external_data: tuple[str, ...] = ()
     raw: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
-    def from_dict(cls, name: str, d: dict) -> "GraphSpec":
-        where = f"manifest graphs.{name}"
-        try:
-            return cls(name=name, file=_safe_relpath(d["file"], where), format=str(d["format"]),
-                       inputs=tuple(TensorSpec.from_dict(t, where) for t in d["inputs"]),
-                       outputs=tuple(TensorSpec.from_dict(t, where) for t in d["outputs"]),
-                       steps=int(d["steps"]) if d.get("steps") is not None else None, raw=d)
-        except KeyError as e:
-            raise ValueError(f"{where}: missing field {e.args[0]!r}") from None
+    def from_dict(cls, name: str, d) -> "GraphSpec":
+        where = f"graphs.{name}"
+        if not isinstance(d, dict):
+            sc.fail(where, "a graph object", d)
+        file = sc.relpath(sc.missing(d, "file", f"{where}.file"), f"{where}.file")
+        fmt = sc.string(d, "format", f"{where}.format")
+        tensors = {}
+        for kind in ("inputs", "outputs"):
+            lst = sc.missing(d, kind, f"{where}.{kind}")
+            if not isinstance(lst, list) or not lst:
+                sc.fail(f"{where}.{kind}", "a non-empty list of tensors", lst)
+            tensors[kind] = tuple(TensorSpec.from_dict(t, f"{where}.{kind}[{i}]")
+                                  for i, t in enumerate(lst))
+            roles = [t.role for t in tensors[kind]]
+            names = [t.name for t in tensors[kind]]
+            if len(set(roles)) != len(roles) or len(set(names)) != len(names):
+                sc.fail(f"{where}.{kind}", "distinct roles and names", roles)
+            need = GRAPH_ROLES.get(name, (set(), set()))[kind == "outputs"]
+            if need and set(roles) != need:
+                sc.fail(f"{where}.{kind}", f"roles {sorted(need)}", sorted(roles))
+        ext = d.get("external_data", [])
+        if not isinstance(ext, list):
+            sc.fail(f"{where}.external_data", "a list of bundle paths", ext)
+        ext = tuple(sc.relpath(e, f"{where}.external_data") for e in ext)
+        spec = cls(name, file, fmt, tensors["inputs"], tensors["outputs"],
+                   _window(d, where) if name == "denoise" else None, ext, d)
+        if name == "denoise":
+            ts = spec.role("timesteps")
+            lo, hi = spec.window
+            if len(ts.shape) != 1 or (ts.shape[0] >= 0 and (hi is None or ts.shape[0] != hi + 1)):
+                sc.fail(f"{where}.inputs[timesteps].shape",
+                        "[-1] or [window.max + 1] (= window.min + 1)", list(ts.shape))
+            if ts.shape[0] >= 0 and lo != hi:
+                sc.fail(f"{where}.window", "min == max for a static timesteps shape",
+                        d["window"])
+        return spec
+
+    def role(self, role: str, kind: str = "inputs") -> TensorSpec:
+        for t in getattr(self, kind):
+            if t.role == role:
+                return t
+        raise ValueError(f"graph {self.name!r} has no {kind[:-1]} with role {role!r}")
+
+
+def _window(d: dict, where: str) -> tuple[int, int | None]:
+    w = sc.obj(d, "window", f"{where}.window")
+    lo = sc.integer(w, "min", f"{where}.window.min", 1, 1 << 20)
+    hi = sc.missing(w, "max", f"{where}.window.max")
+    if hi is not None:
+        hi = sc.integer(w, "max", f"{where}.window.max", lo, 1 << 20)
+    return lo, hi
 
 
 @dataclass(frozen=True)
 class Bundle:
-    """A verified bundle: its folder, the parsed manifest and the graph specs."""
+    """A verified bundle: its (resolved) folder, the parsed manifest and the graph specs."""
 
     path: Path
     manifest: dict
@@ -124,89 +177,95 @@ class Bundle:
     def classes(self) -> list[str]:
         return list(self.manifest["classes"])
 
-    @property
-    def fused_steps(self) -> list[int]:
-        return sorted(int(n) for n in self.manifest.get("fused_steps", []))
-
     def file(self, rel: str) -> Path:
-        return self.path / rel
-
-
-def _safe_relpath(rel, where: str) -> str:
-    """Bundle paths are relative and stay inside the bundle."""
-    rel = str(rel)
-    parts = rel.replace("\\", "/").split("/")
-    if not rel or rel.startswith("/") or ".." in parts or ":" in parts[0]:
-        raise ValueError(f"{where}: file path {rel!r} must be relative and inside the bundle")
-    return rel
+        """The bundle file ``rel``: must be listed, a regular file inside, reached via no link.
+        A listed folder (a graph package such as ``denoise.mlpackage``, listed file by file) is
+        returned as a folder."""
+        files = self.manifest["files"]
+        if rel in files:
+            return inside(self.path, rel)
+        if any(f.startswith(rel + "/") for f in files):
+            return inside(self.path, rel, folder=True)
+        raise ContainmentError(f"bundle file {rel} is not listed in {MANIFEST}")
 
 
 def read_manifest(path: str | os.PathLike) -> dict:
-    """Parse ``manifest.json`` and check schema name and version (not the files)."""
+    """Parse ``manifest.json``, check schema name and version and run the one schema check
+    (not the files)."""
     path = Path(path)
-    mpath = path / MANIFEST
     if not path.is_dir():
         raise FileNotFoundError(f"bundle {str(path)!r} is not a directory (expected a folder "
                                 f"holding {MANIFEST}; make one with lrf-export)")
-    if not mpath.is_file():
-        raise FileNotFoundError(f"bundle {str(path)!r} has no {MANIFEST}; is it a bundle "
-                                "written by lrf-export?")
     try:
-        manifest = json.loads(mpath.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{mpath}: not valid JSON ({e}); re-export the bundle") from e
+        mpath = inside(path.resolve(), MANIFEST)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"bundle {str(path)!r} has no {MANIFEST}; is it a bundle "
+                                "written by lrf-export?") from None
+    size = mpath.stat().st_size
+    if size > MAX_MANIFEST_BYTES:
+        raise ValueError(f"{MANIFEST} is {size} bytes, more than a bundle manifest can be "
+                         f"({MAX_MANIFEST_BYTES}); re-export the bundle")
+    try:
+        manifest = json.loads(mpath.read_bytes().decode("utf-8"),
+                              parse_constant=lambda c: sc.fail("(value)", "strict JSON", c))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise ValueError(f"{MANIFEST}: not valid JSON ({str(e).splitlines()[0]}); re-export "
+                         "the bundle") from None
     if not isinstance(manifest, dict) or manifest.get("schema") != SCHEMA:
         got = manifest.get("schema") if isinstance(manifest, dict) else type(manifest).__name__
-        raise ValueError(f"{mpath}: schema {got!r}, expected {SCHEMA!r}")
+        sc.fail("schema", repr(SCHEMA), got)
     version = manifest.get("schema_version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise ValueError(f"{mpath}: schema_version must be a positive integer, got {version!r}")
+        sc.fail("schema_version", "a positive integer", version)
     if version > SCHEMA_VERSION:
-        raise ValueError(f"{mpath}: bundle schema version {version} is newer than this runtime "
-                         f"supports ({SCHEMA_VERSION}); update lrf-mobile or re-export the "
-                         "bundle with the matching lrf-export")
-    for key in ("target", "classes", "latent", "sampling", "scheduler", "rng", "graphs", "files"):
-        if key not in manifest:
-            raise ValueError(f"{mpath}: missing required field {key!r}")
+        raise ValueError(f"{MANIFEST}: bundle schema version {version} is newer than this "
+                         f"runtime supports ({SCHEMA_VERSION}); update lrf-mobile or re-export "
+                         "the bundle with the matching lrf-export")
+    if version < SCHEMA_VERSION:
+        raise ValueError(V1_LINE.replace("v1", f"v{version}"))
+    sc.check_manifest(manifest)
     return manifest
 
 
 def verify_files(path: str | os.PathLike, manifest: dict) -> None:
-    """Every file listed in ``manifest['files']`` exists with its size and sha256."""
-    path = Path(path)
-    files = manifest["files"]
-    if not isinstance(files, dict) or not files:
-        raise ValueError(f"{path / MANIFEST}: 'files' must list every bundle file")
-    for rel, meta in sorted(files.items()):
-        fpath = path / _safe_relpath(rel, f"{path / MANIFEST} files")
-        if not fpath.is_file():
-            raise FileNotFoundError(f"bundle {str(path)!r} is missing {rel} (listed in "
-                                    f"{MANIFEST}); re-export or re-copy the bundle")
+    """Every listed file is a regular file inside the bundle with its size and sha256."""
+    root = Path(path).resolve()
+    for rel, meta in sorted(manifest["files"].items()):
+        fpath = inside(root, rel)
         size = fpath.stat().st_size
-        if size != meta.get("size"):
+        if size != meta["size"]:
             raise ValueError(f"bundle file {rel}: size {size} bytes, manifest says "
-                             f"{meta.get('size')}; the file is corrupt or was replaced")
-        digest = sha256_file(fpath)
-        if digest != meta.get("sha256"):
-            raise ValueError(f"bundle file {rel}: sha256 mismatch (file {digest[:16]}..., "
-                             f"manifest {str(meta.get('sha256'))[:16]}...); the file is corrupt "
-                             "or was replaced: re-export or re-copy the bundle")
+                             f"{meta['size']}; the file is corrupt or was replaced")
+        if sha256_file(fpath) != meta["sha256"]:
+            raise ValueError(f"bundle file {rel}: sha256 mismatch; the file is corrupt or was "
+                             "replaced: re-export or re-copy the bundle")
 
 
 def open_bundle(path: str | os.PathLike, verify: bool = True) -> Bundle:
-    """Read the manifest, verify every file's checksum (unless ``verify=False``), parse graphs."""
-    path = Path(path)
+    """Read and check the manifest, enforce containment, verify every file's checksum (unless
+    ``verify=False``: containment is still enforced) and parse the graph entries."""
     manifest = read_manifest(path)
+    root = Path(path).resolve()
+    files = manifest["files"]
+    check_tree(root, set(files))
     if verify:
-        verify_files(path, manifest)
+        verify_files(root, manifest)
     graphs = {name: GraphSpec.from_dict(name, g) for name, g in manifest["graphs"].items()}
+    bundle = Bundle(path=root, manifest=manifest, graphs=graphs)
     for name, g in graphs.items():
-        if g.file not in manifest["files"] and not any(
-                f.startswith(g.file.rstrip("/") + "/") for f in manifest["files"]):
-            raise ValueError(f"{path / MANIFEST}: graph {name!r} file {g.file!r} is not listed "
-                             "in 'files' (so its checksum cannot be verified)")
-    for required in ("step", "decoder"):
-        if required not in graphs:
-            raise ValueError(f"{path / MANIFEST}: no {required!r} graph; a bundle needs "
-                             "'step' and 'decoder'")
-    return Bundle(path=path, manifest=manifest, graphs=graphs)
+        listed = g.file in files or any(f.startswith(g.file + "/") for f in files)
+        if not listed:
+            sc.fail(f"graphs.{name}.file", "a path listed in files", g.file)
+        for ext in g.external_data:
+            if ext not in files:
+                sc.fail(f"graphs.{name}.external_data", "paths listed in files", ext)
+        if g.format == "onnx":
+            used = onnx_external_data(bundle.file(g.file), g.file)
+            base = g.file.rsplit("/", 1)[0] + "/" if "/" in g.file else ""
+            for loc in used:
+                rel = base + loc
+                if loc == "" or rel not in g.external_data:
+                    raise ContainmentError(f"graph {name} ({g.file}) reads external data "
+                                           f"{loc!r} that graphs.{name}.external_data does not "
+                                           "list; re-export the bundle")
+    return bundle

@@ -212,13 +212,13 @@ def test_load_monitor_sees_a_foreign_busy_process():
 
 
 def test_export_requests_per_target_and_size():
-    """ExecuTorch bundles ship no fused graph: its fused rows say why and its export asks for
-    none, while ONNX keeps the requested N. At untrained sizes ONNX int8 builds the shipped
+    """ExecuTorch's denoise graph has a fixed window: its fused rows say why and its export
+    asks for no N, while ONNX keeps the requested N. At untrained sizes ONNX int8 builds the shipped
     variant instead of scoring candidates."""
     variants = plan.variants_for(["onnx", "executorch"], ["int8"], [])
     cfgs = plan.build_plan(variants, [], [32], [8, 50], list(plan.MODES), [1], baseline=False)
     fused_et = [c for c in cfgs if c.variant.target == "executorch" and c.mode == "fused"]
-    assert len(fused_et) == 2 and all(c.skip[0] == "skipped" and "no fused graph" in c.skip[1]
+    assert len(fused_et) == 2 and all(c.skip[0] == "skipped" and "fixed window" in c.skip[1]
                                       for c in fused_et)
     reqs = {r["target"]: r for r in plan.export_requests(cfgs, [8, 50], trained_latent=4)}
     assert reqs["executorch"]["steps"] == [] and reqs["onnx"]["steps"] == [8, 50]
@@ -328,3 +328,15 @@ def test_profile_groups_kernel_time_by_operator(capsys, tiny_bundle, tmp_path):
     assert profile.main([tiny_bundle, "--graph", "nope"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "graph 'nope'" in err
+
+
+def test_a_turbo_bundle_runs_once_at_its_own_default_steps():
+    turbo = plan.BundleInfo("/b/turbo", "onnx", "int8", 4, 32, None, "/ck/turbo", 4, True)
+    teacher = plan.BundleInfo("/b/teacher", "onnx", "int8", 4, 32, None, "/ck/teacher", 50)
+    variants = plan.variants_for([], [], [turbo, teacher])
+    assert [v.turbo for v in variants] == [True, False]
+    cfgs = plan.build_plan(variants, [turbo, teacher], [32], [8, 50], ["fused"], [1], True)
+    runs = [(c.variant.label, c.steps, c.bundle) for c in cfgs]
+    assert runs == [("pytorch fp32", 8, None), ("onnxruntime int8 turbo", 4, "/b/turbo"),
+                    ("onnxruntime int8", 8, "/b/teacher"), ("pytorch fp32", 50, None),
+                    ("onnxruntime int8", 50, "/b/teacher")]

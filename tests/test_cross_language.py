@@ -86,6 +86,42 @@ def _euler_case() -> dict:
             "result_bits": _f32_bits(z.numpy())}
 
 
+def _editing_case() -> dict:
+    """The editing rules of lrf/editing.py (BUNDLE.md section 8) on fixed inputs: the start
+    index (with exact ties), the noised start latent, the inpainting blend and the pixel ->
+    latent keep-mask downsampling."""
+    from lrf import editing, prng
+    from lrf.runtime import scheduler
+    starts = []
+    for n, shift in ((8, 1.0), (50, 1.0), (7, 3.0), (1, 1.0)):
+        ts = scheduler.timesteps(n, shift)
+        for strength in (0.0, 0.0625, 0.3, 0.5625, 0.6, 0.9, 0.999, 1.0):
+            starts.append({"steps": n, "shift": shift, "strength": strength,
+                           "start_index": editing.start_index(ts, strength)})
+    z_img, noise = prng.normal(5, 64), prng.normal(6, 64)
+    ts = scheduler.timesteps(8, 3.0)
+    noised = [{"t_bits": _f32_bits([ts[i]])[0], "result_bits": _f32_bits(editing.noised(z_img, noise, ts[i]))}
+              for i in (0, 3, 8)]
+    rng = np.random.default_rng(77)
+    edge = rng.choice(np.array([128, 200, 255], np.uint8), (16, 24))   # all kept (128 is kept) ...
+    for by, bx, v in ((0, 1, 127), (1, 0, 0), (1, 2, 127)):            # ... but one pixel in 3 blocks
+        edge[8 * by + int(rng.integers(8)), 8 * bx + int(rng.integers(8))] = v
+    masks = []
+    for h, w, values in ((16, 24, edge), (8, 8, np.full((8, 8), 255, np.uint8)),
+                         (16, 8, np.zeros((16, 8), np.uint8))):
+        masks.append({"height": h, "width": w, "mask": [int(v) for v in values.reshape(-1)],
+                      "keep": [bool(k) for k in editing.latent_keep_mask(values, h, w).reshape(-1)]})
+    keep = np.array([[True, False, True, True], [False, False, True, False],
+                     [True, True, True, True], [False, True, False, False]])
+    z = prng.normal(9, 64).reshape(1, 4, 4, 4)
+    blended = editing.blend(z, z_img.reshape(1, 4, 4, 4), noise.reshape(1, 4, 4, 4), ts[5], keep)
+    return {"rule": "lrf/editing.py", "z_img_seed": "5", "noise_seed": "6", "n": 64,
+            "start": starts, "noised": noised, "masks": masks,
+            "blend": {"latent_seed": "9", "shape": [4, 4, 4], "t_bits": _f32_bits([ts[5]])[0],
+                      "keep": [bool(k) for k in keep.reshape(-1)],
+                      "result_bits": _f32_bits(blended.reshape(-1))}}
+
+
 def build_fixture() -> dict:
     """The golden vectors, derived from the Python reference code."""
     from lrf.models.flow import timesteps
@@ -103,6 +139,7 @@ def build_fixture() -> dict:
         "schedule": {"cases": schedule},
         "euler": _euler_case(),
         "pixels": _pixel_case(),
+        "editing": _editing_case(),
     }
 
 
@@ -156,21 +193,39 @@ def test_sample_manifest_copies_are_identical():
 
 
 def test_runtime_euler_update_matches_reference():
-    """The numpy runtime's Euler update (what the apps mirror) gives the fixture's bits too."""
+    """The numpy runtime's one sampler (what the apps mirror), fused and stepwise, gives the
+    fixture's bits too."""
     from lrf import prng
     from lrf.runtime import scheduler
     e = build_fixture()["euler"]
-    z = prng.normal(42, e["n"])
     v = prng.normal(7, e["n"])
     ts = scheduler.timesteps(e["steps"], e["shift"])
-    for i in range(e["steps"]):
-        z = scheduler.euler_update(z, ts[i], ts[i + 1], v * np.float32(1.0 + i))
-    assert _f32_bits(z) == e["result_bits"]
+    index = {float(t): i for i, t in enumerate(ts)}          # the times are distinct
+    step = scheduler.velocity_window(lambda z, t, t_next: v * np.float32(1.0 + index[float(t)]))
+    for size in (None, 1):                                   # one window, then windows of 1
+        z = scheduler.sample(step, ts, prng.normal(42, e["n"]), scheduler.windows(e["steps"], size))
+        assert _f32_bits(z) == e["result_bits"], f"window size {size}"
+
+
+def test_apps_sample_manifest_passes_the_python_schema_check():
+    """The hand-written v2 manifest the Kotlin and Swift tests parse (deliberately unusual file
+    and tensor names) is a valid bundle manifest by the Python reader's own schema check, so the
+    apps are tested against the contract, not against their own reading of it."""
+    schema = pytest.importorskip("lrf.runtime.schema", reason="lrf.runtime.schema (the v2 schema check) is not there yet")
+    path = os.path.join(os.path.dirname(FIXTURE_COPIES[0]), "sample_manifest.json")
+    with open(path, encoding="utf-8") as f:
+        manifest = json.load(f)
+    assert manifest["schema_version"] == schema.SCHEMA_VERSION
+    schema.check_manifest(manifest)
+    bad = json.loads(json.dumps(manifest))
+    bad["latent"]["height"] = "4"            # the Kotlin/Swift tests expect this exact line too
+    with pytest.raises(ValueError, match=r'manifest\.json: latent\.height: expected int in 1\.\.4096, got \'4\''):
+        schema.check_manifest(bad)
 
 
 def _export_tiny_bundle(checkpoint: str, out: str) -> str | None:
-    """A small fp32 ONNX bundle (fused N=4) from the tiny test checkpoint, written by the real
-    exporter with few parity images to keep it quick; None if the exporter is not installed."""
+    """A small fp32 ONNX bundle from the tiny test checkpoint, written by the real exporter with
+    few parity images to keep it quick; None if the exporter is not installed."""
     try:
         from lrf.exporter.export import export_bundle
     except ImportError:
@@ -179,19 +234,69 @@ def _export_tiny_bundle(checkpoint: str, out: str) -> str | None:
                              fidelity_images=4, log=lambda msg: None))
 
 
+# A graph server for the Kotlin bundle check (android_demo/core ProcessEngine): onnxruntime with
+# the settings golden.runtime records (all optimisations, one thread), so the Kotlin Generator runs
+# every golden case on the bundle's real graphs here, where ONNX Runtime for Java is not installed.
+_ORT_SERVER = r"""
+import json, os, sys
+import numpy as np
+import onnxruntime as ort
+
+root = sys.argv[1]
+sessions = {}
+src, dst = sys.stdin.buffer, sys.stdout.buffer
+for line in iter(src.readline, b""):
+    req = json.loads(line)
+    feeds = {}
+    for t in req["inputs"]:
+        dt = np.dtype(t["dtype"]).newbyteorder("<")
+        n = int(np.prod(t["shape"], dtype=np.int64)) * dt.itemsize
+        feeds[t["name"]] = np.frombuffer(src.read(n), dt).reshape(t["shape"])
+    try:
+        s = sessions.get(req["graph"])
+        if s is None:
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = so.inter_op_num_threads = 1
+            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            s = sessions[req["graph"]] = ort.InferenceSession(os.path.join(root, req["graph"]), so,
+                                                             providers=["CPUExecutionProvider"])
+        res = s.run(None, feeds)
+    except Exception as e:
+        dst.write((json.dumps({"error": f"{type(e).__name__}: {e}"}) + "\n").encode())
+        dst.flush()
+        continue
+    outs = [{"name": o.name, "dtype": str(r.dtype), "shape": list(r.shape)} for o, r in zip(s.get_outputs(), res)]
+    dst.write((json.dumps({"outputs": outs}) + "\n").encode())
+    for r in res:
+        dst.write(np.ascontiguousarray(r, dtype=r.dtype.newbyteorder("<")).tobytes())
+    dst.flush()
+"""
+
+
 @pytest.fixture(scope="module")
 def kotlin_run(tiny_checkpoint, tmp_path_factory):
-    """One kotlinc compile + JUnit run (+ the Kotlin bundle check on an exported bundle).
-    An export failure is kept for the bundle test, so the JUnit result is still reported."""
+    """One kotlinc compile + JUnit run (+ the Kotlin bundle check on an exported bundle, with
+    its golden cases run through the Kotlin Generator on the bundle's graphs served by
+    onnxruntime). An export failure is kept for the bundle test, so the JUnit result is still
+    reported."""
     if shutil.which("kotlinc") is None:
         pytest.skip("kotlinc not installed (android_demo/core/ci_install.sh installs it)")
+    work = tmp_path_factory.mktemp("kt")
     bundle, export_error = None, None
     try:
-        bundle = _export_tiny_bundle(tiny_checkpoint, str(tmp_path_factory.mktemp("kt") / "bundle"))
+        bundle = _export_tiny_bundle(tiny_checkpoint, str(work / "bundle"))
     except Exception as e:  # reported by test_kotlin_core_accepts_an_exported_bundle
         export_error = f"{type(e).__name__}: {e}"
+    env = dict(os.environ)
+    try:
+        import onnxruntime  # noqa: F401  (the graph server needs it)
+        server = work / "ort_server.py"
+        server.write_text(_ORT_SERVER, encoding="utf-8")
+        env["LRF_ENGINE_CMD"] = f"{sys.executable} {server}"
+    except ImportError:
+        env.pop("LRF_ENGINE_CMD", None)
     cmd = ["bash", KOTLIN_TESTS] + ([bundle] if bundle else [])
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
     return {"rc": res.returncode, "out": res.stdout + res.stderr, "bundle": bundle,
             "export_error": export_error}
 
@@ -206,15 +311,53 @@ def test_kotlin_core_passes_on_golden_vectors(kotlin_run):
 
 @pytest.mark.slow
 def test_kotlin_core_accepts_an_exported_bundle(kotlin_run):
-    """The Kotlin port loads a bundle written by the exporter the way the app does: manifest,
-    sha256 of every file, golden RNG/timesteps/noise, pixel conversion of the golden image."""
+    """The Kotlin port loads a bundle written by the exporter the way the app does: schema v2,
+    containment (no links, nothing unlisted), sha256 of every file, and the golden RNG vectors and
+    every case's timesteps and noise within their files' tolerances. (The golden cases that need
+    the graphs run on a device: the apps' Golden test, GoldenRun.)"""
     assert kotlin_run["export_error"] is None, f"export failed: {kotlin_run['export_error']}"
     if kotlin_run["bundle"] is None:
         pytest.skip("lrf.exporter.export is not available, so there is no bundle to check")
     out = kotlin_run["out"]
+    with open(os.path.join(kotlin_run["bundle"], "manifest.json"), encoding="utf-8") as f:
+        version = json.load(f)["schema_version"]
+    if version < 2:
+        # the apps are on schema v2: an older bundle is refused with the one re-export line
+        assert "bundle schema v1 is no longer supported by this runtime (schema v2); re-export it with lrf-export" \
+            in out, out[-3000:]
+        pytest.skip("the exporter still writes schema v1 bundles; the Kotlin core (schema v2) refused it with "
+                    "its one line, as it must")
     assert kotlin_run["rc"] == 0, f"Kotlin bundle check failed:\n{out[-4000:]}"
-    for line in ("ok   load:", "ok   rng:", "ok   timesteps:", "ok   noise:", "ok   pixels:"):
+    for line in ("ok   load:", "ok   rng:", "ok   timesteps ", "ok   noise "):
         assert line in out, f"missing {line!r} in:\n{out[-3000:]}"
+    assert "\nFAIL" not in out, out[-3000:]
+
+
+@pytest.mark.slow
+def test_kotlin_generator_reproduces_the_golden_cases(kotlin_run):
+    """The Kotlin Generator (roles, windows, fused and stepwise, img2img and inpaint) runs every
+    golden case of the exported bundle on its graphs (served by onnxruntime with the recorded
+    settings) and meets every file's tolerance: this bundle's runtime files and the independent
+    PyTorch reference."""
+    pytest.importorskip("onnxruntime", reason="the graph server needs onnxruntime")
+    if kotlin_run["bundle"] is None:
+        pytest.skip("no exported bundle to run")
+    with open(os.path.join(kotlin_run["bundle"], "manifest.json"), encoding="utf-8") as f:
+        manifest = json.load(f)
+    if manifest["schema_version"] < 2:
+        pytest.skip("the exporter still writes schema v1 bundles")
+    out = kotlin_run["out"]
+    assert kotlin_run["rc"] == 0, f"Kotlin bundle check failed:\n{out[-4000:]}"
+    compared = [k for k, e in manifest["golden"]["files"].items()
+                if e["tolerance"] is not None and e["case"] is not None
+                and e["content"].split("_fused")[0].split("_stepwise")[0] in
+                ("denoise_first", "latent_final", "image", "reference_latent_final", "reference_image")]
+    engine_contents = ("denoise_first", "latent_final", "image", "reference_latent_final", "reference_image")
+    ok_lines = [ln for ln in out.splitlines() if ln.startswith("ok   ") and ln[5:].split(" ")[0] in engine_contents]
+    assert len(ok_lines) == len(compared), f"{len(compared)} golden files to compare:\n{out[-4000:]}"
+    kinds = {e["kind"] for e in manifest["golden"]["cases"].values()}
+    for kind in kinds:                                   # generate, img2img, inpaint all ran
+        assert any(f" {kind}_" in ln for ln in ok_lines), f"no {kind} case in:\n{out[-4000:]}"
 
 
 if __name__ == "__main__":

@@ -1,297 +1,337 @@
-"""``lrf-export --target onnx``: bundle contents, fused-graph size, dynamic shapes, int8, the parity
-gate, ``--check``, the target registry and the CLI's errors. Tiny checkpoints only."""
+"""``lrf-export --target onnx``: the v2 graphs re-measured, not re-read.
+
+Every parity test here runs the exported ONNX files with onnxruntime directly (not through
+``lrf.runtime``) and compares them with the PyTorch reference (``lrf.models.reference`` /
+``lrf.models.flow.euler_sample``); none reads a verdict or PSNR the gate wrote into the
+manifest. Tiny checkpoints only (``tests/conftest.py``).
+"""
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
+import torch
+from onnx import numpy_helper
 
-from lrf.exporter import parity
-from lrf.exporter.cli import main
-from lrf.exporter.onnx_int8 import choose
 from lrf.exporter.export import export_bundle
-from lrf.runtime import sha256_file
+from lrf.exporter.onnx_int8 import choose
+from lrf.exporter.parity import IMAGE_PSNR_DB, psnr
 
 _BUNDLES: dict = {}
 
 
-def build_bundle(tmp_path_factory, ckpt: str, int8: bool = False, steps=(2, 3)) -> Path:
-    """One export per (checkpoint, precision, steps) per test session, shared with
-    test_runtime.py (which imports this function)."""
-    key = (ckpt, int8, tuple(steps))
+def build_bundle(tmp_path_factory, ckpt: str, int8: bool = False) -> Path:
+    """One export per (checkpoint, precision) per test session."""
+    key = (ckpt, int8)
     if key not in _BUNDLES:
         out = tmp_path_factory.mktemp("bundles") / f"tiny-{'int8' if int8 else 'fp32'}"
-        _BUNDLES[key] = export_bundle("onnx", checkpoint=ckpt, out=out, int8=int8,
-                                      steps=list(steps), parity_images=4, calibration_images=8,
+        _BUNDLES[key] = export_bundle("onnx", checkpoint=ckpt, out=out, int8=int8, steps=[3],
+                                      parity_images=4, calibration_images=8,
                                       fidelity_images=0, log=lambda m: None)
     return _BUNDLES[key]
 
 
 @pytest.fixture(scope="module")
-def fp32(tiny_checkpoint, tmp_path_factory):
-    return build_bundle(tmp_path_factory, tiny_checkpoint)
+def fp32(vivid_checkpoint, tmp_path_factory):
+    return build_bundle(tmp_path_factory, vivid_checkpoint)
 
 
 @pytest.fixture(scope="module")
-def int8(tiny_checkpoint, tmp_path_factory):
-    return build_bundle(tmp_path_factory, tiny_checkpoint, int8=True, steps=(2,))
+def int8(vivid_checkpoint, tmp_path_factory):
+    return build_bundle(tmp_path_factory, vivid_checkpoint, int8=True)
 
 
 def _manifest(bundle: Path) -> dict:
     return json.loads((bundle / "manifest.json").read_text())
 
 
-def _ops(path: Path) -> set[str]:
-    return {n.op_type for n in onnx.load(str(path)).graph.node}
-
-
-# ---------------------------------------------------------------------------------- fp32 bundle
-@pytest.mark.slow
-def test_fp32_bundle_manifest(fp32, tiny_checkpoint):
-    from lrf.models.checkpoint import checkpoint_sha256
-
-    m = _manifest(fp32)
-    assert (m["schema"], m["schema_version"], m["target"], m["precision"]) == \
-        ("lrf-bundle", 1, "onnx", "fp32")
-    assert set(m["graphs"]) == {"step", "decoder", "generator_2", "generator_3"}
-    assert m["fused_steps"] == [2, 3]
-    assert m["source_checkpoint"]["sha256"] == checkpoint_sha256(tiny_checkpoint)
-    assert m["model"]["config"]["dim"] == 32 and len(m["classes"]) == 10
-    assert m["rng"]["name"] == "splitmix64-boxmuller"
-    assert set(m["scheduler"]["timesteps"]) == {"2", "3", "50"}
-    for tool in ("torch", "onnx", "onnxruntime", "onnxsim", "onnxscript", "lrf-mobile"):
-        assert m["tools"][tool]
-    step = m["graphs"]["step"]
-    assert step["opset"] >= 18 and step["quantization"] == {"method": "none"}
-    assert [t["name"] for t in step["inputs"]] == ["latent", "t", "label", "guidance"]
-    assert step["inputs"][2]["dtype"] == "int32" and step["inputs"][0]["shape"] == [-1, 4, 4, 4]
-    assert m["graphs"]["decoder"]["outputs"][0] == {
-        "name": "image", "dtype": "uint8", "shape": [-1, -1, -1, 3],
-        "dims": ["batch", "image_height", "image_width", "rgb"]}
-    # every file listed with its real size and sha256, nothing unlisted
-    on_disk = {p.relative_to(fp32).as_posix() for p in fp32.rglob("*") if p.is_file()}
-    assert on_disk - {"manifest.json"} == set(m["files"])
-    for rel, meta in m["files"].items():
-        assert meta == {"size": (fp32 / rel).stat().st_size, "sha256": sha256_file(fp32 / rel)}
-    # parity measured and recorded for every artifact
-    for name, g in m["graphs"].items():
-        assert g["parity"]["passed"], name
-    assert m["graphs"]["generator_2"]["parity"]["psnr_db"] >= 40
-    assert m["graphs"]["step"]["parity"]["rel_max_abs"] <= 1e-3
-    assert m["parity"]["stepwise"]["psnr_db"] >= 40 and m["parity"]["passed"]
-    assert m["parity"]["class_fidelity"]["measured"] is False
-    assert m["parity"]["class_fidelity"]["reason"]
-    # golden files: shapes as the manifest says, raw little-endian float32
-    for key, e in m["golden"]["files"].items():
-        assert (fp32 / e["file"]).is_file(), key
-        if e["file"].endswith(".f32"):
-            assert (fp32 / e["file"]).stat().st_size == 4 * int(np.prod(e["shape"]))
-    assert {"image_stepwise", "reference", "noise", "latent_final", "velocity_0",
-            "timesteps", "rng"} <= set(m["golden"]["files"])
-    assert not [p for p in fp32.parent.iterdir() if p.name.startswith(".")]  # no temp left
-
-
-@pytest.mark.slow
-def test_fused_generator_stores_weights_once(fp32):
-    size = {n: (fp32 / f"{n}.onnx").stat().st_size for n in ("step", "decoder", "generator_2",
-                                                               "generator_3")}
-    assert size["generator_3"] <= 1.2 * (size["step"] + size["decoder"])
-    # one more step adds (almost) nothing, certainly not another copy of the weights
-    assert size["generator_3"] - size["generator_2"] < 0.2 * size["step"]
-    m = _manifest(fp32)["graphs"]["generator_3"]
-    assert m["size_vs_step_plus_decoder"] == round(size["generator_3"] / (size["step"] +
-                                                                        size["decoder"]), 4)
-
-
-@pytest.mark.slow
-def test_loop_and_unrolled_generators_agree(fp32, tmp_path):
+def _session(path: Path):
     import onnxruntime as ort
 
-    from lrf.exporter.onnx_compose import compose_generator
-    from lrf import prng
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
-    m = _manifest(fp32)
-    assert m["graphs"]["generator_3"]["form"] == "loop"
-    assert m["graphs"]["generator_3"]["size_vs_step_plus_decoder"] <= 1.2
-    step, dec = onnx.load(str(fp32 / "step.onnx")), onnx.load(str(fp32 / "decoder.onnx"))
-    image = m["graphs"]["generator_3"]["outputs"][0]
-    feed = {"noise": prng.noise([4, 5], (4, 4, 4)), "label": np.array([1, 9], np.int32),
-            "guidance": np.array([3.0, 0.5], np.float32)}
-    out = {}
-    for form in ("loop", "unrolled"):
-        path = tmp_path / f"{form}.onnx"
-        onnx.save(compose_generator(step, dec, 3, 1.0, image, form=form), str(path))
-        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        out[form] = sess.run(None, feed)[0]
-    assert out["loop"].shape == (2, 32, 32, 3)
-    np.testing.assert_array_equal(out["loop"], out["unrolled"])
-    with pytest.raises(ValueError, match="form must be"):
-        compose_generator(step, dec, 3, 1.0, image, form="scan")
+
+class OnnxBundle:
+    """The bundle's ONNX files run by onnxruntime directly, tensors bound by manifest role."""
+
+    def __init__(self, bundle: Path):
+        self.m = _manifest(bundle)
+        self.sess = {n: _session(bundle / g["file"]) for n, g in self.m["graphs"].items()}
+
+    def _run(self, graph: str, **by_role):
+        g = self.m["graphs"][graph]
+        feed = {t["name"]: by_role[t["role"]] for t in g["inputs"]}
+        return self.sess[graph].run([g["outputs"][0]["name"]], feed)[0]
+
+    def denoise(self, z, ts, label, guidance):
+        return self._run("denoise", latent=z, timesteps=ts, label=label, guidance=guidance)
+
+    def decode(self, z):
+        return self._run("decoder", latent=z)
+
+    def encode(self, image):
+        return self._run("encoder", image=image)
+
+
+def _reference(ckpt_path: str, labels, seeds, steps):
+    """(noise, final latent, uint8 images) from the PyTorch reference sampler and codec."""
+    from lrf.models.checkpoint import load_checkpoint
+    from lrf.models.flow import euler_sample, timesteps
+    from lrf.models.reference import portable_noise, to_uint8
+
+    ck = load_checkpoint(ckpt_path)
+    s = ck.config.latent_size
+    noise = portable_noise(seeds, ck.config.latent_channels, (s, s))
+    g = float(ck.sampling["guidance"])
+    with torch.no_grad():
+        z = euler_sample(ck.model, noise, torch.as_tensor(labels), ts=timesteps(steps),
+                         guidance=g, null_class=ck.config.null_class)
+        images = to_uint8(ck.codec.decode(z))
+    return noise.numpy(), z.numpy(), images, g
+
+
+def _generate(ob: OnnxBundle, noise, labels, guidance, steps, window=None):
+    """Images from the bundle's files: ``denoise`` over windows of ``window`` steps (None: one
+    call for the whole schedule), then ``decoder``."""
+    from lrf.runtime import scheduler
+
+    ts = scheduler.timesteps(steps, float(ob.m["sampling"]["shift"]))
+    y = np.asarray(labels, np.int32)
+    g = np.full(len(labels), guidance, np.float32)
+    z, k = noise, window or steps
+    for i in range(0, steps, k):
+        z = ob.denoise(z, ts[i:i + k + 1], y, g)
+    return z, ob.decode(z)
+
+
+CASES = ([1, 4, 7, 9], [0, 1, 2, 3])
+
+
+def _image_psnr(bundle: Path, ckpt: str, steps: int, window=None) -> float:
+    noise, _, ref, g = _reference(ckpt, *CASES, steps)
+    return psnr(ref, _generate(OnnxBundle(bundle), noise, CASES[0], g, steps, window)[1])
+
+
+# ---------------------------------------------------------------------------- the graphs
+def test_core_pieces_match_the_model(tiny_checkpoint, tiny_turbo_checkpoint):
+    """CondGraph + BodyGraph (what the denoise Loop runs) equal guided_velocity, both attention
+    paths (softmax with the shift-matmul conv at 4x4, linear attention with Conv at 17x17)."""
+    from lrf.exporter.onnx_core import BodyGraph, CondGraph
+    from lrf.models.checkpoint import load_checkpoint
+    from lrf.models.flow import guided_velocity, timesteps
+
+    torch.manual_seed(0)
+    for path in (tiny_checkpoint, tiny_turbo_checkpoint):
+        ck = load_checkpoint(path)
+        m = ck.model.eval()
+        for h, w in ((4, 4), (17, 17)):
+            body, cond = BodyGraph(m, h, w), CondGraph(m)
+            z, y, g = torch.randn(3, 4, h, w), torch.tensor([1, 2, 3]), torch.tensor([3., 1., 0.])
+            ts = timesteps(4)
+            with torch.no_grad():
+                c = cond(ts, y.int(), g)
+                for i in range(4):
+                    ref = guided_velocity(m, z, ts[i].expand(3), y, g.view(-1, 1, 1, 1),
+                                          ck.config.null_class, step=ts[i] - ts[i + 1])
+                    tok = z.flatten(2).transpose(1, 2)[:, None]
+                    v = body(tok, c[i], g.view(-1, 1, 1, 1))[:, 0].transpose(1, 2)
+                    v = v.reshape(3, 4, h, w)
+                    assert (v - ref).abs().max() <= 1e-5 * ref.abs().max(), (path, h, i)
 
 
 @pytest.mark.slow
-def test_dynamic_batch_and_decoder_size(fp32, tiny_checkpoint):
-    import onnxruntime as ort
-    import torch
+def test_denoise_is_euler_sample_for_any_window(fp32, vivid_checkpoint):
+    """One file, any N (never named at export), fused or stepwise: the PyTorch sampler's latents."""
+    from lrf.models.checkpoint import load_checkpoint
+    from lrf.models.flow import euler_sample, timesteps
 
+    ck = load_checkpoint(vivid_checkpoint)
+    ob = OnnxBundle(fp32)
+    z = torch.randn(2, 4, 4, 4, generator=torch.Generator().manual_seed(3))
+    y, g = torch.tensor([1, 8]), torch.tensor([3.0, 0.5])
+    for n in (1, 13):
+        ts = timesteps(n)
+        with torch.no_grad():
+            ref = euler_sample(ck.model, z, y, ts=ts, guidance=g.view(-1, 1, 1, 1),
+                               null_class=ck.config.null_class).numpy()
+        fused = ob.denoise(z.numpy(), ts.numpy(), y.int().numpy(), g.numpy())
+        assert np.abs(fused - ref).max() <= 1e-5 * np.abs(ref).max()
+        zz = z.numpy()
+        for i in range(n):
+            zz = ob.denoise(zz, ts[i:i + 2].numpy(), y.int().numpy(), g.numpy())
+        np.testing.assert_array_equal(zz, fused)  # the same graph computes every window
+
+
+def test_turbo_denoise_is_one_call_per_step(tiny_turbo_checkpoint, tmp_path):
+    """A guidance-distilled core: one core call per step with guidance and step = t_i - t_{i+1}
+    (no CFG pair: batch B inside), equal to euler_sample."""
+    from lrf.exporter.targets.onnx import export_denoise
+    from lrf.exporter.wrappers import graph_io
+    from lrf.models.checkpoint import load_checkpoint
+    from lrf.models.flow import euler_sample, timesteps
+
+    ck = load_checkpoint(tiny_turbo_checkpoint)
+    path = tmp_path / "denoise.onnx"
+    export_denoise(ck, 4, *graph_io("denoise", ck), path)
+    sess = _session(path)
+    z = torch.randn(2, 4, 4, 4, generator=torch.Generator().manual_seed(5))
+    y, g = torch.tensor([2, 6]), torch.tensor([3.0, 1.0])
+    for n in (1, 2, 4):
+        ts = timesteps(n)
+        with torch.no_grad():
+            ref = euler_sample(ck.model, z, y, ts=ts, guidance=g.view(-1, 1, 1, 1),
+                               null_class=ck.config.null_class).numpy()
+        out = sess.run(None, {"latent": z.numpy(), "timesteps": ts.numpy(),
+                              "label": y.int().numpy(), "guidance": g.numpy()})[0]
+        assert np.abs(out - ref).max() <= 1e-5 * np.abs(ref).max(), n
+
+
+@pytest.mark.slow
+def test_decoder_and_encoder_take_any_size(fp32, vivid_checkpoint):
     from lrf.exporter.wrappers import build_graphs
     from lrf.models.checkpoint import load_checkpoint
 
-    graphs = build_graphs(load_checkpoint(tiny_checkpoint), fused_steps=())
-    rng = np.random.default_rng(0)
-    dec = ort.InferenceSession(str(fp32 / "decoder.onnx"), providers=["CPUExecutionProvider"])
-    z = rng.standard_normal((3, 4, 6, 8)).astype(np.float32)  # not the trained 4x4
-    img = dec.run(None, {"latent": z})[0]
-    assert img.shape == (3, 48, 64, 3) and img.dtype == np.uint8
+    graphs = build_graphs(load_checkpoint(vivid_checkpoint))
+    ob = OnnxBundle(fp32)
+    z = np.random.default_rng(0).standard_normal((3, 4, 6, 8)).astype(np.float32)
+    img = ob.decode(z)
     with torch.no_grad():
         ref = graphs["decoder"](torch.from_numpy(z)).numpy()
+    assert img.shape == (3, 48, 64, 3) and img.dtype == np.uint8
     assert np.abs(ref.astype(int) - img.astype(int)).max() <= 1
-    step = ort.InferenceSession(str(fp32 / "step.onnx"), providers=["CPUExecutionProvider"])
-    feed = {"latent": rng.standard_normal((5, 4, 4, 4)).astype(np.float32),
-            "t": rng.uniform(size=5).astype(np.float32),
-            "label": np.arange(5, dtype=np.int32), "guidance": np.full(5, 2.5, np.float32)}
-    v = step.run(None, feed)[0]
+    lat = ob.encode(img)
     with torch.no_grad():
-        v_ref = graphs["step"](*(torch.from_numpy(feed[k]) for k in feed)).numpy()
-    assert v.shape == (5, 4, 4, 4) and np.abs(v - v_ref).max() <= 1e-4 * max(1, np.abs(v_ref).max())
+        lat_ref = graphs["encoder"](torch.from_numpy(img)).numpy()
+    assert lat.shape == (3, 4, 6, 8) and np.abs(lat - lat_ref).max() <= 1e-4 * np.abs(lat_ref).max()
+
+
+# ---------------------------------------------------------------------------- parity, measured
+@pytest.mark.slow
+def test_fp32_images_match_the_reference(fp32, vivid_checkpoint):
+    assert _image_psnr(fp32, vivid_checkpoint, 5) >= IMAGE_PSNR_DB["fp32"]
 
 
 @pytest.mark.slow
-def test_check_bundle(fp32, tmp_path, capsys):
-    assert main(["--check", str(fp32)]) == 0
-    out = capsys.readouterr().out
-    assert "checksums ok" in out and "golden image_stepwise: identical" in out
-    bad = tmp_path / "bad"
-    shutil.copytree(fp32, bad)
-    golden = bad / "golden" / "image_stepwise.png"
-    from PIL import Image
-    Image.fromarray(255 - np.asarray(Image.open(golden))).save(golden)  # a different image
-    assert main(["--check", str(bad)]) == 2  # size/checksum no longer match
-    assert "image_stepwise.png" in (err := capsys.readouterr().err)
-    assert "corrupt or was replaced" in err
-    m = _manifest(bad)
-    m["files"]["golden/image_stepwise.png"] = {"size": golden.stat().st_size,
-                                               "sha256": sha256_file(golden)}
-    (bad / "manifest.json").write_text(json.dumps(m))
-    assert main(["--check", str(bad)]) == 2  # checksums fine, image no longer reproduced
-    assert "golden image_stepwise: re-run gives" in capsys.readouterr().err
+def test_int8_images_fused_and_stepwise(int8, vivid_checkpoint):
+    """int8 within its bar of the reference, fused and stepwise, at an N not exported."""
+    noise, _, ref, g = _reference(vivid_checkpoint, *CASES, 7)
+    ob = OnnxBundle(int8)
+    fused = _generate(ob, noise, CASES[0], g, 7)[1]
+    stepwise = _generate(ob, noise, CASES[0], g, 7, window=1)[1]
+    assert psnr(ref, fused) >= IMAGE_PSNR_DB["int8"]
+    assert psnr(fused, stepwise) >= IMAGE_PSNR_DB["int8"]
 
 
-# ---------------------------------------------------------------------------------- int8
 @pytest.mark.slow
-def test_int8_bundle(int8, fp32):
-    m = _manifest(int8)
-    assert m["precision"] == "int8" and m["parity"]["passed"]
-    assert m["parity"]["bars"]["image_psnr_db"] == 25
-    for name in ("step", "decoder"):
-        q = m["graphs"][name]["quantization"]
-        assert q["method"] in ("static_qdq", "dynamic")
-        names = [c["name"] for c in q["candidates"]]
-        assert names == ["static_qdq", "static_qdq_float_edges", "dynamic"]
-        assert all(c["metric"] == "image_psnr_db" and c["cpu_ms_per_call"] > 0
-                   for c in q["candidates"])
-        assert q["variant"] == choose(q["candidates"], 35.0)["name"]
-        assert "velocity_snr_db" in q["candidates"][0] or name == "decoder"
-        if q["method"] == "static_qdq":
-            assert q["calibration"]["timesteps"] == "all" and q["calibration"]["images"] == 8
-        assert (int8 / f"{name}.onnx").stat().st_size < (fp32 / f"{name}.onnx").stat().st_size
-        assert _ops(int8 / f"{name}.onnx") & {"DequantizeLinear", "MatMulInteger",
-                                              "DynamicQuantizeLinear", "ConvInteger"}
-    assert m["graphs"]["generator_2"]["parity"]["psnr_db"] >= 25
-    assert m["parity"]["stepwise"]["psnr_db"] >= 25
-    size = {n: (int8 / f"{n}.onnx").stat().st_size for n in ("step", "decoder", "generator_2")}
-    assert size["generator_2"] <= 1.2 * (size["step"] + size["decoder"])
+def test_int8_encoder_round_trip(int8, vivid_checkpoint):
+    from lrf.exporter.calibration import record_encodings
 
-
-def test_int8_choice_rule():
-    c = [{"name": "a", "value": 60.0, "cpu_ms_per_call": 10.0},
-         {"name": "b", "value": 40.0, "cpu_ms_per_call": 2.0},
-         {"name": "c", "value": 45.0, "cpu_ms_per_call": 2.3},
-         {"name": "d", "value": 30.0, "cpu_ms_per_call": 1.0}]
-    assert choose(c, 35.0)["name"] == "c"     # fastest comfortable, near-ties go to accuracy
-    assert choose(c, 70.0)["name"] == "a"     # none comfortable: the most accurate
-
-
-# ---------------------------------------------------------------------------------- gate, CLI
-@pytest.mark.slow
-def test_parity_gate_refuses_and_writes_nothing(tiny_checkpoint, tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(parity.IMAGE_PSNR_DB, "fp32", 101.0)  # unreachable: PSNR caps at 100
-    out = tmp_path / "b"
-    rc = main(["--target", "onnx", "--checkpoint", tiny_checkpoint, "--steps", "2",
-               "--out", str(out), "--parity-images", "2", "--quiet"])
-    err = capsys.readouterr().err
-    assert rc == 1
-    assert "export gate failed" in err and "decoder:" in err and "generator_2:" in err
-    assert "short by" in err and "no bundle written" in err and len(err.splitlines()) == 1
-    assert not out.exists() and not list(tmp_path.iterdir())
-
-
-def test_trajectories_are_the_reference(tiny_checkpoint):
-    from lrf.exporter.calibration import record_trajectories
     from lrf.models.checkpoint import load_checkpoint
-    from lrf.models.reference import generate, to_uint8
 
-    ckpt = load_checkpoint(tiny_checkpoint)
-    tr = record_trajectories(ckpt, [1, 2, 3], [5, 6, 7], steps=3)
-    assert tr.latents.shape == (4, 3, 4, 4, 4) and tr.velocities.shape == (3, 3, 4, 4, 4)
-    np.testing.assert_array_equal(tr.images, to_uint8(generate(ckpt, [1, 2, 3], [5, 6, 7],
-                                                               steps=3)))
-    np.testing.assert_array_equal(tr.latents[0, 1], __import__("lrf.prng").runtime.prng
-                                  .noise([6], (4, 4, 4))[0])
-    assert [f["t"][0] for f in tr.step_feeds()] == list(tr.times[:3])
+    _, _, images, _ = _reference(vivid_checkpoint, *CASES, 3)
+    enc = record_encodings(load_checkpoint(vivid_checkpoint), images)
+    ob = OnnxBundle(int8)
+    assert psnr(enc.roundtrip, ob.decode(ob.encode(images))) >= IMAGE_PSNR_DB["int8"]
+
+
+def _corrupt_largest_weight(bundle: Path, out: Path) -> str:
+    """A copy of ``bundle`` whose largest denoise weight is scaled by -1 (checksums left stale:
+    the parity measurement, not the file table, must catch it)."""
+    shutil.copytree(bundle, out)
+    path = out / "denoise.onnx"
+    model = onnx.load(str(path))
+    init = max(model.graph.initializer, key=lambda i: int(np.prod(i.dims)))
+    arr = numpy_helper.to_array(init)
+    init.CopyFrom(numpy_helper.from_array((-arr.astype(np.int16)).clip(-127, 127).astype(arr.dtype)
+                                          if arr.dtype == np.int8 else -arr, init.name))
+    onnx.save(model, str(path))
+    return init.name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_a_weight_corrupted_after_the_gate_is_caught(precision, fp32, int8, vivid_checkpoint,
+                                                     tmp_path):
+    bundle = {"fp32": fp32, "int8": int8}[precision]
+    bar = IMAGE_PSNR_DB[precision]
+    assert _image_psnr(bundle, vivid_checkpoint, 5) >= bar
+    _corrupt_largest_weight(bundle, tmp_path / "bad")
+    assert _image_psnr(tmp_path / "bad", vivid_checkpoint, 5) < bar
+
+
+# ---------------------------------------------------------------------------- int8 structure
+@pytest.mark.slow
+def test_int8_denoise_dequantises_outside_the_loop(int8, fp32):
+    """The int8 loop body runs exactly the fp32 body's operators (no Q/DQ per step); the file
+    holds int8 weights, so it is much smaller."""
+    def body_ops(path):
+        loop = next(n for n in onnx.load(str(path)).graph.node if n.op_type == "Loop")
+        return sorted(n.op_type for n in loop.attribute[0].g.node)
+
+    assert body_ops(int8 / "denoise.onnx") == body_ops(fp32 / "denoise.onnx")
+    top = {n.op_type for n in onnx.load(str(int8 / "denoise.onnx")).graph.node}
+    assert "DequantizeLinear" in top
+    assert (int8 / "denoise.onnx").stat().st_size < 0.4 * (fp32 / "denoise.onnx").stat().st_size
+
+
+def test_int8_choice_is_deterministic_by_kernels():
+    c = [{"name": "a", "value": 60.0, "kernels_per_call": 120, "bytes": 10},
+         {"name": "b", "value": 40.0, "kernels_per_call": 80, "bytes": 10},
+         {"name": "c", "value": 45.0, "kernels_per_call": 80, "bytes": 12},
+         {"name": "d", "value": 30.0, "kernels_per_call": 50, "bytes": 5}]
+    assert choose(c, 35.0)["name"] == "c"     # fewest kernels; the tie goes to accuracy
+    assert choose(c, 70.0)["name"] == "a"     # none comfortable: the most accurate
+    assert choose(list(reversed(c)), 35.0)["name"] == "c"  # order-independent
+
+
+# ---------------------------------------------------------------------------- manifest, budget
+@pytest.mark.slow
+def test_manifest_graph_records(fp32):
+    m = _manifest(fp32)
+    assert set(m["graphs"]) == {"denoise", "decoder", "encoder"}
+    d = m["graphs"]["denoise"]
+    assert d["window"] == {"min": 1, "max": None} and d["opset"] >= 20
+    assert [t["role"] for t in d["inputs"]] == ["latent", "timesteps", "label", "guidance"]
+    assert d["inputs"][1]["shape"] == [-1] and [t["role"] for t in d["outputs"]] == ["latent"]
+    assert m["graphs"]["encoder"]["inputs"][0]["dtype"] == "uint8"
+    for name, g in m["graphs"].items():  # the files' own I/O is what the manifest says
+        model = onnx.load(str(fp32 / g["file"]))
+        assert [i.name for i in model.graph.input] == [t["name"] for t in g["inputs"]], name
+
+
+# 30 kernels around the blocks + 33 per block application (blocks x recursions): the cifar10
+# preset's 8 applications give 294, within the 300 of issue 13.
+def kernel_budget(cfg) -> int:
+    return 30 + 33 * cfg.num_blocks * cfg.recursions
+
+
+@pytest.mark.slow
+def test_kernels_per_step_within_budget(fp32, int8):
+    from lrf.benchmarks.profile import feeds, kernel_profile, per_step
+    from lrf.models.config import LRFConfig
+
+    for bundle in (fp32, int8):
+        m = _manifest(bundle)
+        spec = m["graphs"]["denoise"]
+        path = bundle / spec["file"]
+        prof = per_step(kernel_profile(path, feeds(spec, m["latent"], window=3), 2),
+                        kernel_profile(path, feeds(spec, m["latent"], window=1), 2), 3)
+        assert prof["kernels_per_step"] <= kernel_budget(LRFConfig(**m["model"]["config"]))
 
 
 def test_target_registry():
     from lrf.exporter.targets import Target, available_targets, get_target, register_target
 
     assert get_target("onnx").backend == "onnxruntime" and "onnx" in available_targets()
-    with pytest.raises(ValueError, match="unknown export target 'tflite'; valid targets: .*onnx"):
+    with pytest.raises(ValueError, match="unknown export target 'tflite'"):
         get_target("tflite")
     with pytest.raises(ValueError, match="registered twice"):
         register_target("onnx")(type("Other", (Target,), {}))
-
-
-@pytest.mark.parametrize("argv,msg", [
-    ([], "pass --target TARGET to export, or --check BUNDLE"),
-    (["--target", "tflite"], "unknown export target 'tflite'"),
-    (["--target", "onnx", "--steps", "0"], "--steps must be >= 1"),
-    (["--check", "/nonexistent/bundle"], "is not a directory"),
-])
-def test_cli_errors(argv, msg, capsys):
-    try:
-        rc = main(argv)
-    except SystemExit as e:  # argparse usage errors
-        rc = e.code
-    err = capsys.readouterr().err
-    assert rc == 2 and msg in err and len(err.strip().splitlines()) == 1
-
-
-def test_out_must_not_be_a_foreign_folder(tiny_checkpoint, tmp_path, capsys):
-    (tmp_path / "keep.txt").write_text("mine")
-    assert main(["--target", "onnx", "--checkpoint", tiny_checkpoint, "--out",
-                 str(tmp_path), "--quiet"]) == 2
-    assert "exists and is not a bundle" in capsys.readouterr().err
-    assert os.listdir(tmp_path) == ["keep.txt"]
-
-
-@pytest.mark.slow
-def test_int8_variant_option_builds_one_variant_unscored(tiny_checkpoint, tmp_path):
-    """``--int8-variant``: one variant built, no candidate scoring, still through the gate."""
-    out = export_bundle("onnx", checkpoint=tiny_checkpoint, out=tmp_path / "b", int8=True,
-                        steps=[2], parity_images=2, calibration_images=2, fidelity_images=0,
-                        log=lambda m: None, options={"int8_variant": "static_qdq"})
-    m = _manifest(out)
-    for name in ("step", "decoder"):
-        q = m["graphs"][name]["quantization"]
-        assert q["variant"] == "static_qdq" and q["method"] == "static_qdq"
-        assert [c["name"] for c in q["candidates"]] == ["static_qdq"]
-        assert "value" not in q["candidates"][0] and q["selection"]["rule"].startswith("fixed")
-    assert m["parity"]["passed"] and m["graphs"]["step"]["parity"]["snr_db"] > 10
-    assert main(["--target", "coreml", "--int8", "--int8-variant", "dynamic"]) == 2
-    assert main(["--target", "onnx", "--int8-variant", "dynamic"]) == 2

@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--lr", type=float, default=1e-4)
     d.add_argument("--adv-weight", type=float, default=0.3, help="0 for no adversarial loss")
     d.add_argument("--adv-start", type=int, default=300, help="MSE-only steps before the GAN")
+    d.add_argument("--adv-ramp", type=int, default=1000, help="steps of linear GAN ramp-up")
     d.add_argument("--fm-weight", type=float, default=0.5, help="discriminator feature matching")
     d.add_argument("--fft-weight", type=float, default=0.05, help="amplitude-spectrum L1")
     d.add_argument("--disc-width", type=_positive_int, default=32)
@@ -68,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--threads", type=_positive_int, default=None, help="torch.set_num_threads")
     d.add_argument("--no-bf16", action="store_true", help="train in fp32 (about 2x slower here)")
     d.add_argument("--hflip", action="store_true", help="also train on flipped images")
+    d.add_argument("--finish", action="store_true",
+                   help="train no further: write the codec from the saved state now")
+    d.add_argument("--max-train-mse", type=float, default=None,
+                   help="blend the decoder back towards the start until its train MSE meets this")
     d.add_argument("--limit-per-class", type=_positive_int, default=None)
 
     ds = sub.add_parser("distill", help="distil the guided teacher into a few-step turbo student")
@@ -139,12 +144,17 @@ def _run_decoder(args) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = DecoderConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                        adv_weight=args.adv_weight, adv_start=args.adv_start,
+                        adv_weight=args.adv_weight, adv_start=args.adv_start, adv_ramp=args.adv_ramp,
                         fm_weight=args.fm_weight, fft_weight=args.fft_weight,
                         disc_width=args.disc_width, bf16=not args.no_bf16, hflip=args.hflip,
                         limit_per_class=args.limit_per_class)
-    res = train_decoder(args.codec, args.data, args.out, cfg, save_every=args.save_every)
-    print(f"done: {res['steps']} steps in {res['seconds']:.0f}s, test MSE {res['test_mse']:.5f}; "
+    res = train_decoder(args.codec, args.data, args.out, cfg, save_every=args.save_every,
+                        finish=args.finish, max_train_mse=args.max_train_mse)
+    if res.get("stopped"):
+        print(f"stopped at step {res['steps']}; rerun to resume")
+        return
+    print(f"done: {res['steps']} steps in {res['seconds']:.0f}s, blend {res['alpha']:g}, "
+          f"test MSE {res['test_mse']:.5f}; "
           f"codec in {args.out}/codec.safetensors")
 
 

@@ -308,3 +308,37 @@ def train_distill(teacher_dir: str, out_dir: str, traj: TrajectoryConfig, cfg: D
                            f"val_mse_{n}step", f"held-out {n}-step latent MSE vs teacher@50")
     return {"steps": cfg.steps, "seconds": spent + time.time() - t0,
             "wall_seconds_incl_trajectories": time.time() - t_start}
+
+
+def side_by_side_grid(teacher_dir: str, student_dir: str, out_png: str, seeds: int = 4,
+                      student_steps=(1, 2, 4), guidance: float = 3.0) -> None:
+    """One row per class: the teacher at its default steps, then the student at each of
+    ``student_steps``, the same ``seeds`` (portable-PRNG noise) in every block."""
+    from PIL import Image, ImageDraw
+
+    from lrf.models.checkpoint import load_checkpoint
+    from lrf.models.reference import generate, to_uint8
+
+    teacher, student = load_checkpoint(teacher_dir), load_checkpoint(student_dir)
+    n_cls = len(teacher.classes)
+    labels = [c for c in range(n_cls) for _ in range(seeds)]
+    seed_list = [s for _ in range(n_cls) for s in range(seeds)]
+    blocks = [(f"teacher, {teacher.sampling['steps']} steps",
+               to_uint8(generate(teacher, labels, seed_list, guidance=guidance)))]
+    for n in student_steps:
+        blocks.append((f"turbo, {n} step{'s' if n > 1 else ''}",
+                       to_uint8(generate(student, labels, seed_list, steps=n, guidance=guidance))))
+    scale, gap, head = 2, 6, 14
+    h = w = 32 * scale
+    canvas = Image.new("RGB", (len(blocks) * (seeds * w + gap) - gap, head + n_cls * h), "white")
+    draw = ImageDraw.Draw(canvas)
+    for b, (title, imgs) in enumerate(blocks):
+        x0 = b * (seeds * w + gap)
+        draw.text((x0 + 2, 1), title, fill="black")
+        for i, img in enumerate(imgs):
+            r, c = divmod(i, seeds)
+            tile = Image.fromarray(img).resize((w, h), Image.NEAREST)
+            canvas.paste(tile, (x0 + c * w, head + r * h))
+    tmp = out_png + ".tmp.png"
+    canvas.save(tmp)
+    os.replace(tmp, out_png)

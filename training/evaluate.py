@@ -151,6 +151,9 @@ def build_parser():
     p.add_argument("--per-class", type=int, default=PROBE_PER_CLASS)
     p.add_argument("--no-sweep", action="store_true", help="only the checkpoint's default setting")
     p.add_argument("--json", default=None, help="write the report here too")
+    p.add_argument("--grid", default=None,
+                   help="with --teacher: a side-by-side PNG, teacher at its steps and this "
+                        "guidance-distilled checkpoint at 1, 2 and 4 steps, same seeds")
     p.add_argument("--teacher", default=None,
                    help="also score this checkpoint at its own defaults on the same cases "
                         "(e.g. the 50-step teacher beside a turbo student)")
@@ -160,12 +163,21 @@ def build_parser():
 @entry("lrf-eval")  # one error line, Ctrl-C 130; no traceback (lrf/cli.py)
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.grid and not args.teacher:
+        print("lrf-eval: error: --grid needs --teacher (the checkpoint drawn beside this one)",
+              file=sys.stderr)
+        return 2
     try:
         report = evaluate(args.checkpoint, args.data, args.classifier, args.per_class,
                           sweep=not args.no_sweep, teacher=args.teacher)
     except (ValueError, FileNotFoundError) as e:
         print(f"lrf-eval: error: {e}", file=sys.stderr)
         return 2
+    if args.grid:
+        from lrf.training.distill import side_by_side_grid
+
+        side_by_side_grid(args.teacher, args.checkpoint, args.grid)
+        print(f"wrote {args.grid}")
     worst = min(report["per_class"].items(), key=lambda kv: kv[1]["std"])
     print(f"per-class pixel std ([-1,1] scale): min {worst[1]['std']:.3f} ({worst[0]}); "
           f"no grey images: {report['no_grey_images']}")

@@ -10,9 +10,10 @@ Adding a target (e.g. Core ML): write ``exporter/targets/coreml.py``::
     class CoreMLTarget(Target):
         backend = None                 # no lrf.runtime backend can run .mlpackage on Linux
         def export(self, ctx): ...     # write files into ctx.out_dir, return {name: GraphRecord}
-        def simulated_parity(self, ctx, records): ...   # only when backend is None
+        def parity_runner(self, ctx, records, gen): ...  # only when backend is None
 
-and add its module to :data:`TARGET_MODULES`.
+and add its module to :data:`TARGET_MODULES` and the Python packages it needs to
+:data:`TARGET_REQUIRES` (a target whose packages do not import is not available).
 """
 
 from __future__ import annotations
@@ -38,6 +39,13 @@ TARGET_MODULES: dict[str, str] = {
     "coreml": "lrf.exporter.targets.coreml",
     "executorch": "lrf.exporter.targets.executorch",
 }
+# name -> the Python packages its export needs (all must import for the target to be available)
+TARGET_REQUIRES: dict[str, tuple[str, ...]] = {
+    "onnx": ("onnx", "onnxscript", "onnxruntime"),
+    "coreml": ("coremltools",),
+    "executorch": ("executorch", "torchao"),
+}
+INSTALL_HINT = "pip install 'lrf-mobile[export]'"
 _REGISTRY: dict[str, type["Target"]] = {}
 
 
@@ -69,29 +77,28 @@ class GraphRecord:
 
 @dataclass
 class ExportContext:
-    """What a target gets. ``graphs``: wrapper modules by graph name (``step``, ``decoder``,
-    ``generator_<N>``); ``calibration``: trajectories at all timesteps for int8 calibration;
-    ``selection``: held-out trajectories for choosing between int8 variants;
-    ``options``: target-specific options from the CLI."""
+    """What a target gets. ``graphs``: wrapper modules by graph name (``denoise``, ``decoder``,
+    ``encoder``); ``calibration``: trajectories at all timesteps for int8 calibration (its
+    ``encoder_feeds`` are the images the encoder is calibrated on); ``selection``: held-out
+    trajectories for choosing between int8 variants; ``options``: target-specific options from
+    the CLI; ``references``: the parity reference trajectories by step count."""
 
     ckpt: Checkpoint
     graphs: dict[str, torch.nn.Module]
     out_dir: Path
     precision: str
-    fused_steps: list[int]
     latent_size: int
     calibration: Trajectories | None = None
     selection: Trajectories | None = None
     options: dict = field(default_factory=dict)
     log: Callable[[str], None] = print
-    # parity reference trajectories by step count (for targets measuring parity themselves)
     references: dict[int, Trajectories] | None = None
 
 
 class Target:
     """Base class. ``backend``: the ``lrf.runtime`` backend that runs this target's files (the
     parity gate and golden files go through it); None when no backend can run them here, in which
-    case :meth:`simulated_parity` must measure parity another way and say so."""
+    case :meth:`parity_runner` must return a simulation of the files that says so."""
 
     name: str = ""
     backend: str | None = None
@@ -102,10 +109,16 @@ class Target:
         """Write every graph of ``ctx.graphs`` into ``ctx.out_dir``; return their records."""
         raise NotImplementedError
 
-    def simulated_parity(self, ctx: ExportContext, records: dict[str, GraphRecord]) -> dict:
-        """Per-graph parity dicts when ``backend`` is None (labelled as simulated)."""
-        raise NotImplementedError(f"target {self.name!r} has no runtime backend and no "
-                                  "simulated parity")
+    def parity_runner(self, ctx: ExportContext, records: dict[str, GraphRecord], gen):
+        """What the parity gate measures (a :class:`lrf.exporter.parity.Runner`): ``gen``, the
+        bundle loaded in ``lrf.runtime``, or for targets without a backend (``gen`` None) a
+        simulation of the written files."""
+        from lrf.exporter.parity import RuntimeRunner
+
+        if gen is None:
+            raise NotImplementedError(f"target {self.name!r} has no runtime backend and no "
+                                      "simulation for the parity gate")
+        return RuntimeRunner(gen)
 
     def verify_bundle(self, bundle_dir: Path, manifest: dict) -> list[str]:
         """Target-specific checks for ``lrf-export --check`` (e.g. each file's own spec against
@@ -116,9 +129,59 @@ class Target:
         """Versions of the tools this target used, for the manifest's ``tools``."""
         return {}
 
-    def default_fused_steps(self, default_steps: int, precision: str) -> set[int]:
-        """The N values that get a ``generator_<N>`` graph when ``--steps`` is not given."""
-        return {8, default_steps}
+
+
+GRAPHS = ("denoise", "decoder", "encoder")
+
+
+def package_version(dist: str) -> str:
+    """The installed version of distribution ``dist``, or "not installed"."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def window_entry(k: int) -> dict:
+    """The manifest's ``denoise.window`` for a graph that takes exactly ``k`` steps per call
+    (targets that cannot delegate a loop, BUNDLE.md 2.2)."""
+    return {"min": k, "max": k}
+
+
+def fixed_graph(ctx: ExportContext, name: str, batch: int, window: int,
+                image_format: str) -> tuple[list[dict], list[dict], tuple]:
+    """(manifest inputs, outputs, example inputs) of graph ``name`` at fixed shapes: batch
+    ``batch``, the export's latent size and a ``window``-step denoise window (the wrapper
+    traces that many steps)."""
+    from lrf.exporter.wrappers import example_inputs, graph_io
+
+    inputs, outputs = graph_io(name, ctx.ckpt, ctx.latent_size, dynamic_batch=False,
+                               dynamic_decoder_hw=False, batch=batch, image_format=image_format,
+                               window=window)
+    example = example_inputs(name, ctx.ckpt, batch=batch, latent_size=ctx.latent_size,
+                             window=window, image_format=image_format)
+    return inputs, outputs, tuple(t.contiguous() for t in example)  # exporters need C order
+
+
+def fixed_batch(options: dict, target: str) -> int:
+    """``options["batch"]``: the one batch size of every graph of a fixed-shape target."""
+    b = options.get("batch")
+    b = 1 if b is None else b
+    if not isinstance(b, int) or isinstance(b, bool) or b < 1:
+        raise ValueError(f"{target} batch must be an integer >= 1, got {b!r}")
+    return b
+
+
+def fixed_window(options: dict) -> int:
+    """``options["window"]``: the steps of one denoise call for fixed-window targets (default
+    1, which serves every N)."""
+    k = options.get("window")
+    k = 1 if k is None else k
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise ValueError(f"denoise window must be an integer >= 1, got {k!r}")
+    return k
 
 
 @contextlib.contextmanager
@@ -153,20 +216,56 @@ def register_target(name: str):
     return deco
 
 
+def missing_dependency(name: str) -> str | None:
+    """None when target ``name``'s Python packages import, else the first one that does not
+    (with why). Each package is imported once per process."""
+    for package in TARGET_REQUIRES.get(name, ()):
+        if package not in _IMPORTABLE:
+            try:
+                with quiet(package, stderr=True):   # import-time version notes, not actionable
+                    importlib.import_module(package)
+                _IMPORTABLE[package] = None
+            except ImportError as e:  # missing, or present but unloadable (a broken install)
+                _IMPORTABLE[package] = f"{type(e).__name__}: {e}"
+        if _IMPORTABLE[package] is not None:
+            return f"{package} ({_IMPORTABLE[package]})"
+    return None
+
+
+_IMPORTABLE: dict[str, str | None] = {}
+
+
+def known_targets() -> list[str]:
+    """Every target name this lrf-mobile version knows, installed or not."""
+    return sorted(set(TARGET_MODULES) | set(_REGISTRY))
+
+
 def available_targets() -> list[str]:
-    """Target names whose implementation is present in this install."""
-    found = set(_REGISTRY)
-    for name, mod in TARGET_MODULES.items():
-        if importlib.util.find_spec(mod) is not None:
-            found.add(name)
-    return sorted(found)
+    """Target names that can export in this install: implementation present and every
+    package in :data:`TARGET_REQUIRES` importable."""
+    return [n for n in known_targets()
+            if (n in _REGISTRY or importlib.util.find_spec(TARGET_MODULES[n]) is not None)
+            and missing_dependency(n) is None]
+
+
+def why_unavailable(name: str) -> str:
+    """Why target ``name`` is not in :func:`available_targets` (one phrase)."""
+    missing = missing_dependency(name)
+    if missing is not None:
+        return f"needs the Python package {missing}; {INSTALL_HINT}"
+    return f"its module {TARGET_MODULES.get(name)} is not in this install"
 
 
 def get_target(name: str) -> Target:
-    """A new instance of the target registered as ``name``; ValueError listing the valid ones."""
-    if name not in _REGISTRY and name in TARGET_MODULES and name in available_targets():
-        importlib.import_module(TARGET_MODULES[name])
-    if name not in _REGISTRY:
+    """A new instance of the target registered as ``name``; ValueError listing the valid ones,
+    or naming the package to install when the target's dependencies do not import."""
+    if name not in known_targets():
         raise ValueError(f"unknown export target {name!r}; valid targets: "
-                         f"{', '.join(available_targets())}")
+                         f"{', '.join(known_targets())}")
+    missing = missing_dependency(name)
+    if missing is not None:
+        raise ValueError(f"export target {name!r} needs the Python package {missing}; install "
+                         f"it ({INSTALL_HINT}) or choose another target")
+    if name not in _REGISTRY:
+        importlib.import_module(TARGET_MODULES[name])
     return _REGISTRY[name]()

@@ -1,10 +1,13 @@
 """``--target coreml``: one mlprogram ``.mlpackage`` per graph, for Core ML on iOS 16+ / macOS 13+.
 
-Files: ``step.mlpackage``, ``decoder.mlpackage``, ``generator_<N>.mlpackage`` (directories,
-listed file by file in the manifest). Fixed shapes (batch ``options["batch"]``, default 1, and
-the trained latent size); ``label`` is int32; images leave as float32 NCHW in [-1, 1]
-(``image.format = "float_nchw"``) because Core ML multi-arrays have no uint8 type: the app
-rounds them to uint8 exactly as ``runtime/BUNDLE.md`` says.
+Files: ``denoise.mlpackage``, ``decoder.mlpackage``, ``encoder.mlpackage`` (directories, listed
+file by file in the manifest). Fixed shapes: batch ``options["batch"]`` (default 1), the
+trained latent size, and a fixed denoise window of K = ``options["window"]`` steps (default 1;
+``window = {"min": K, "max": K}``): Core ML cannot delegate a loop, so the wrapper's K steps are
+unrolled and the runtime splits a schedule into windows of K. ``label`` is int32; images leave
+the decoder and enter the encoder as float32 NCHW in [-1, 1] (``image.format = "float_nchw"``)
+because Core ML multi-arrays have no uint8 type: the app converts exactly as
+``runtime/BUNDLE.md`` says.
 
 What the precision flags mean here:
 
@@ -29,16 +32,16 @@ Core ML predict parity runs on macOS (``.github/workflows/coreml.yml``).
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from lrf.exporter.targets import (ExportContext, GraphRecord, Target, quiet,
-                                  register_target)
-from lrf.exporter.wrappers import example_inputs, graph_io
+from lrf.exporter.targets import (ExportContext, GraphRecord, Target, fixed_batch, fixed_graph,
+                                  fixed_window, package_version, quiet, register_target,
+                                  window_entry)
 
 DEPLOYMENT_TARGET = "iOS16"         # the apps' minimum (ios_demo/project.yml)
 COMPUTE_PRECISIONS = ("fp16", "fp32")
@@ -46,17 +49,20 @@ PALETTIZE_BITS = (4, 6, 8)
 WEIGHT_THRESHOLD = 2048             # coremltools' default, passed explicitly so it is recorded
 AUTHOR = "LRF Mobile"
 _ML_DTYPES = {"float32": "FLOAT32", "int32": "INT32"}
+_NP_DTYPES = {"float32": np.float32, "int32": np.int32}
 _COMPRESSED_OPS = ("constexpr_affine_dequantize", "constexpr_lut_to_dense",
                    "constexpr_blockwise_shift_scale")
-_DESCRIPTIONS = {
-    "latent": "normalised latent, float32 [B,C,h,w]",
-    "noise": "portable normal noise for the seed (runtime/BUNDLE.md section 4), float32 [B,C,h,w]",
-    "t": "flow time in [0, 1] (1 = noise), float32 [B]",
+_DESCRIPTIONS = {   # by role (runtime/BUNDLE.md 2.2)
+    "latent": "normalised latent (z - mean) / std, float32 [B,C,h,w]",
+    "timesteps": "flow times t_0 > ... > t_K of this window (1 = noise, 0 = data), float32 [K+1]",
     "label": "class index, int32 [B] (manifest 'classes')",
-    "guidance": "classifier-free guidance scale, float32 [B]",
-    "velocity": "guided velocity v_u + g (v_c - v_u), float32 [B,C,h,w]",
-    "image": "RGB image, float32 NCHW in [-1, 1]; uint8 = floor(clamp((x+1)*127.5+0.5, 0, 255))",
+    "guidance": "guidance scale, float32 [B]",
+    "image": "RGB image, float32 NCHW in [-1, 1]; uint8 = floor(clamp((x+1)*127.5+0.5, 0, 255)), "
+             "x = u8 / 127.5 - 1",
 }
+_WHAT = {"denoise": "{k} Euler step(s) of the flow over a timestep window ({how})",
+         "decoder": "normalised latent -> RGB image (TAESD decoder)",
+         "encoder": "RGB image -> normalised latent (TAESD encoder)"}
 
 
 def coreml_options(options: dict) -> tuple[str, int | None, int]:
@@ -70,10 +76,7 @@ def coreml_options(options: dict) -> tuple[str, int | None, int]:
     if bits is not None and bits not in PALETTIZE_BITS:
         raise ValueError(f"--palettize {bits!r}: choose one of "
                          f"{', '.join(map(str, PALETTIZE_BITS))} bits")
-    batch = options.get("batch")
-    batch = 1 if batch is None else batch
-    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
-        raise ValueError(f"coreml batch must be an integer >= 1, got {batch!r}")
+    batch = fixed_batch(options, "coreml")
     return compute, bits, batch
 
 
@@ -89,6 +92,9 @@ def convert(module: torch.nn.Module, example: tuple, inputs: list[dict], outputs
     import coremltools as ct
 
     with _quiet(), torch.no_grad():
+        # A copy: the exported program shares the module's buffers, and coremltools' passes
+        # write into them (converting the encoder changed the live codec's latent_mean).
+        module = copy.deepcopy(module)
         # coremltools 9 takes the ATEN dialect only (torch.export now returns training IR)
         ep = torch.export.export(module, example).run_decompositions({})
         return ct.convert(
@@ -97,8 +103,7 @@ def convert(module: torch.nn.Module, example: tuple, inputs: list[dict], outputs
             compute_precision=(ct.precision.FLOAT16 if compute == "fp16"
                                else ct.precision.FLOAT32),
             inputs=[ct.TensorType(name=t["name"], shape=tuple(t["shape"]),
-                                  dtype=np.int32 if t["dtype"] == "int32" else np.float32)
-                    for t in inputs],
+                                  dtype=_NP_DTYPES[t["dtype"]]) for t in inputs],
             outputs=[ct.TensorType(name=t["name"], dtype=np.float32) for t in outputs])
 
 
@@ -128,35 +133,33 @@ def compress(mlmodel, precision: str, palettize: int | None):
                  "tool": "coremltools.optimize.coreml.linear_quantize_weights"}
 
 
-def graph_metadata(name: str, ckpt, steps: int | None, compute: str, quant: dict) -> dict:
+def graph_metadata(name: str, ckpt, window: int | None, compute: str, quant: dict) -> dict:
     """User-defined metadata written into each package (strings only, a Core ML rule)."""
     from lrf.models.checkpoint import checkpoint_sha256
 
-    meta = {"lrf.graph": name, "lrf.bundle_schema": "lrf-bundle/1",
+    meta = {"lrf.graph": name, "lrf.bundle_schema": "lrf-bundle/2",
             "lrf.compute_precision": compute, "lrf.weights": quant["method"],
             "lrf.image_format": "float_nchw", "lrf.classes": ",".join(ckpt.classes),
+            "lrf.guidance_distilled": str(bool(ckpt.config.guidance_embed)).lower(),
             "lrf.source_checkpoint_sha256": checkpoint_sha256(ckpt.path)}
-    if steps is not None:
-        meta["lrf.steps"] = str(steps)
+    if window is not None:
+        meta["lrf.window"] = str(window)
     return meta
 
 
 def set_metadata(mlmodel, name: str, inputs: list[dict], outputs: list[dict], user: dict) -> None:
     """Author, version, license, short description, per-tensor descriptions, user metadata."""
     mlmodel.author = AUTHOR
-    try:
-        mlmodel.version = metadata.version("lrf-mobile")
-        mlmodel.license = metadata.metadata("lrf-mobile").get("License") or "MIT"
-    except metadata.PackageNotFoundError:
-        mlmodel.version, mlmodel.license = "unknown", "MIT"
-    what = {"step": "one guided rectified-flow velocity evaluation (both CFG branches)",
-            "decoder": "latent -> RGB image (TAESD decoder)"}.get(
-        name, f"{user.get('lrf.steps')} Euler steps + decoder, fused: noise -> image")
+    mlmodel.version = package_version("lrf-mobile")
+    mlmodel.license = "MIT"
+    how = ("turbo: one core call per step" if user["lrf.guidance_distilled"] == "true"
+           else "teacher: both guidance branches in one batched core call per step")
+    what = _WHAT[name].format(k=user.get("lrf.window"), how=how)
     mlmodel.short_description = f"LatentRecurrentFlow {name}: {what}"
     for t in inputs:
-        mlmodel.input_description[t["name"]] = _DESCRIPTIONS[t["name"]]
+        mlmodel.input_description[t["name"]] = _DESCRIPTIONS[t["role"]]
     for t in outputs:
-        mlmodel.output_description[t["name"]] = _DESCRIPTIONS[t["name"]]
+        mlmodel.output_description[t["name"]] = _DESCRIPTIONS[t["role"]]
     for k, v in user.items():
         mlmodel.user_defined_metadata[k] = v
 
@@ -272,6 +275,7 @@ class CoreMLTarget(Target):
 
     def export(self, ctx: ExportContext) -> dict[str, GraphRecord]:
         compute, bits, batch = coreml_options(ctx.options)
+        window = fixed_window(ctx.options)
         if bits is not None and ctx.precision != "int8":
             raise ValueError("palettize compresses the weights, so it is exported as precision "
                              "int8 (the 25 dB bar): pass int8=True (lrf-export --palettize N "
@@ -279,16 +283,13 @@ class CoreMLTarget(Target):
         self.compute, self.palettize = compute, bits
         records = {}
         for name, module in ctx.graphs.items():
-            inputs, outputs = graph_io(name, ctx.ckpt, ctx.latent_size, dynamic_batch=False,
-                                       dynamic_decoder_hw=False, batch=batch,
-                                       image_format="float_nchw")
-            example = example_inputs(name, ctx.ckpt, batch=batch, latent_size=ctx.latent_size)
-            steps = int(name.split("_")[1]) if name.startswith("generator_") else None
+            inputs, outputs, example = fixed_graph(ctx, name, batch, window, "float_nchw")
+            k = window if name == "denoise" else None
             ctx.log(f"coreml: converting {name} ({compute} compute)")
             ml = convert(module, example, inputs, outputs, compute)
             ml, quant = compress(ml, ctx.precision, bits)
             set_metadata(ml, name, inputs, outputs,
-                         graph_metadata(name, ctx.ckpt, steps, compute, quant))
+                         graph_metadata(name, ctx.ckpt, k, compute, quant))
             path = ctx.out_dir / f"{name}.mlpackage"
             with _quiet():
                 ml.save(str(path))
@@ -299,29 +300,24 @@ class CoreMLTarget(Target):
             census = op_census(spec)
             if quant["method"] != "none":
                 quant["compressed_weights"] = sum(census.get(k, 0) for k in _COMPRESSED_OPS)
-            record = GraphRecord(
-                name=name, file=path.name, format="mlpackage", inputs=inputs, outputs=outputs,
-                steps=steps, quantization=quant,
-                extra={"model_type": "mlprogram", "minimum_deployment_target": DEPLOYMENT_TARGET,
-                       "specification_version": spec.specificationVersion,
-                       "compute_precision": "float16" if compute == "fp16" else "float32",
-                       "batch": batch, "op_census": census, "dtype_census": dtype_census(spec)})
+            extra = {"model_type": "mlprogram", "minimum_deployment_target": DEPLOYMENT_TARGET,
+                     "specification_version": spec.specificationVersion,
+                     "compute_precision": "float16" if compute == "fp16" else "float32",
+                     "batch": batch, "op_census": census, "dtype_census": dtype_census(spec)}
+            if name == "denoise":
+                extra["window"] = window_entry(window)
+            record = GraphRecord(name=name, file=path.name, format="mlpackage", inputs=inputs,
+                                 outputs=outputs, quantization=quant, extra=extra)
             verify_package(path, record.to_manifest())
             records[name] = record
         return records
 
-    def simulated_parity(self, ctx: ExportContext, records: dict[str, GraphRecord]):
-        from lrf.exporter.targets.coreml_sim import simulated_parity
+    def parity_runner(self, ctx: ExportContext, records: dict[str, GraphRecord], gen):
+        """No backend runs .mlpackage here: the gate measures a simulation of the saved
+        packages (``coreml_sim``)."""
+        from lrf.exporter.targets.coreml_sim import SimulatedRunner
 
-        return simulated_parity(ctx, records, self.compute)
-
-    def default_fused_steps(self, default_steps: int, precision: str) -> set[int]:
-        """A fused package unrolls the step program (the weights are stored once): each step adds
-        ~117 KB of MIL for the cifar10 model (measured: generator_1 -> generator_2), so N = 50
-        is ~2x step + decoder, over the 1.2x budget. Default: the largest N <= 8 within it,
-        8 for fp16/fp32 weights (~1.14x), 4 for compressed ones (~1.11x). Other N: ``--steps``,
-        under the same gate."""
-        return {8} if precision == "fp32" else {4}
+        return SimulatedRunner(ctx.out_dir, ctx.graphs, records, self.compute)
 
     def verify_bundle(self, bundle_dir: Path, manifest: dict) -> list[str]:
         """``lrf-export --check`` for Core ML: every package against its manifest entry."""
@@ -333,7 +329,5 @@ class CoreMLTarget(Target):
         return lines
 
     def tool_versions(self) -> dict[str, str]:
-        import coremltools as ct
-
-        return {"coremltools": ct.__version__}
+        return {"coremltools": package_version("coremltools")}
 

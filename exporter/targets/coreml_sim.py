@@ -5,12 +5,14 @@ Every result carries ``"simulated": true``; the real predict parity runs on macO
 
 What is simulated, exactly:
 
-* weights: every weight the package stores compressed is read back from the *saved* package
-  (coremltools' MIL reader) and matched to the PyTorch parameter it came from. int8 weights are
-  re-quantised here, independently, the way coremltools does it (per output channel, symmetric,
-  scale = (max|w| - -max|w|) / 254 in the stored precision, round half to even, clamp to +-127)
-  and must equal the package's values (checked; the largest difference is recorded).
-  Palettised weights use the package's own look-up table and indices (k-means is not re-run).
+* weights: every weight the saved package stores under a parameter's name (fp16/fp32 consts,
+  int8 and palettised constexprs) is read back (coremltools' MIL reader) and runs in the
+  simulation, so a package that is changed after export is measured as it is. Each is also
+  checked against the checkpoint, re-derived independently: consts are the parameter rounded
+  to the compute dtype, int8 weights the parameter re-quantised the way coremltools does (per
+  output channel, symmetric, scale = (max|w| - -max|w|) / 254 in the stored precision, round
+  half to even, clamp to +-127); a mismatch fails the gate. Palettised weights are taken as
+  stored (k-means is not re-run).
 * compute: fp16 packages run the PyTorch graph in float16: weights in fp16 and every op's result
   rounded to fp16 (:class:`Float16Everywhere`, which also overrides the model's explicit
   ``.float()`` casts, as Core ML's fp16 pass does); CPU kernels may accumulate in fp32, as
@@ -28,21 +30,21 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from lrf.exporter import parity
-from lrf.exporter.targets import ExportContext, GraphRecord
-from lrf.exporter.wrappers import image_to_uint8_nhwc
-from lrf.runtime import scheduler
+from lrf.exporter.targets import GraphRecord
+from lrf.models.reference import from_uint8, to_uint8
 
 COMPRESSED_OPS = ("constexpr_affine_dequantize", "constexpr_lut_to_dense",
                   "constexpr_blockwise_shift_scale")
-DESCRIPTION = ("PyTorch simulation: the package's compressed weights (int8 re-quantised "
-               "independently and checked equal; palettised read from the package) and its "
-               "compute precision; not Core ML's kernels")
+DESCRIPTION = ("PyTorch simulation of the saved packages: their stored weights (checked against "
+               "the checkpoint's, int8 re-quantised independently) in their compute precision; "
+               "not Core ML's kernels")
 
 
-def package_weights(path) -> list[dict]:
-    """The compressed weights stored in the saved package at ``path``: one dict per constexpr
-    op with its ``name``, ``op`` type, ``dense`` float32 values and, for affine int8, ``axis``,
-    ``scale`` and ``quantized`` data."""
+def package_weights(path) -> dict[str, dict]:
+    """The weights stored in the saved package at ``path``, by the parameter key the converter
+    named them after (``p_<module path with _>``, see :func:`param_key`): one dict per const or
+    constexpr op with its ``name``, ``op`` type, ``dense`` float32 values and, for affine int8,
+    ``axis`` and ``scale``."""
     import coremltools as ct
     from coremltools.converters.mil.frontend.milproto import load as milproto
 
@@ -52,20 +54,31 @@ def package_weights(path) -> list[dict]:
         ml = ct.models.MLModel(str(path), skip_model_load=True)
         spec = ml.get_spec()
         prog = milproto.load(spec, spec.specificationVersion, ml.weights_dir)
-    out = []
+    out = {}
     for fn in prog.functions.values():
         for op in fn.operations:
-            if op.op_type not in COMPRESSED_OPS:
+            if not op.name.startswith("p_") or (op.op_type != "const"
+                                                and op.op_type not in COMPRESSED_OPS):
                 continue
-            w = {"name": op.name, "op": op.op_type,
-                 "dense": np.asarray(op.materialized_val_inference(), dtype=np.float32)}
+            key = op.name
+            for suffix in ("_quantized", "_palettized", "_to_fp16"):
+                key = key.removesuffix(suffix)
+            value = op.materialized_val_inference() if op.op_type in COMPRESSED_OPS \
+                else op.outputs[0].val
+            if not isinstance(value, np.ndarray) or value.dtype.kind != "f":
+                continue
+            w = {"name": op.name, "op": op.op_type, "dense": value.astype(np.float32)}
             if op.op_type == "constexpr_affine_dequantize":
                 if np.any(op.zero_point.val != 0):
                     raise ValueError(f"{path}: {op.name} is not symmetric (zero point != 0)")
-                w.update(axis=int(op.axis.val), scale=np.asarray(op.scale.val),
-                         quantized=np.asarray(op.quantized_data.val))
-            out.append(w)
+                w.update(axis=int(op.axis.val), scale=np.asarray(op.scale.val))
+            out[key] = w
     return out
+
+
+def param_key(name: str) -> str:
+    """The name torch.export (and so the Core ML converter) gives parameter ``name``."""
+    return "p_" + name.replace(".", "_")
 
 
 def quantize_dequantize_int8(w: torch.Tensor, axis: int) -> torch.Tensor:
@@ -95,46 +108,54 @@ def _back(layout: str, value: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     return value.t() if layout == "transposed" else value.reshape(p.shape)
 
 
-def simulate_module(module: torch.nn.Module, weights: list[dict], compute: str, where: str
-                    ) -> tuple[torch.nn.Module, dict]:
-    """A copy of ``module`` in the compute dtype with the package's compressed weights in place;
-    returns it and a report (weights matched, largest difference from the package)."""
+def simulate_module(module: torch.nn.Module, weights: dict[str, dict], compute: str,
+                    where: str) -> tuple[torch.nn.Module, dict]:
+    """A copy of ``module`` in the compute dtype running the package's own stored weights.
+
+    Each stored weight is also checked against the checkpoint's, re-derived here independently:
+    fp16/fp32 consts must be the parameter rounded to the compute dtype, int8 ones the
+    parameter re-quantised as coremltools does (within one quantisation step, a rounding tie);
+    a weight that is not (a corrupted or foreign package) raises :class:`parity.ParityError`.
+    Palettised weights are taken as stored (k-means is not re-run). Parameters the converter
+    folded into other constants keep the checkpoint's values (counted in the report)."""
     dtype = torch.float16 if compute == "fp16" else torch.float32
     sim = copy.deepcopy(module).to(dtype).eval()
     params = dict(sim.named_parameters(remove_duplicate=True))
-    worst, methods = 0.0, set()
-    for w in weights:
-        shape, dense = tuple(w["dense"].shape), torch.from_numpy(w["dense"]).to(dtype)
-        best = None
-        for pname, p in params.items():
-            for layout, view in _views(p.detach(), shape):
-                if w["op"] == "constexpr_affine_dequantize":
-                    value = quantize_dequantize_int8(view, w["axis"])
-                else:      # palettised: the package's own LUT values (k-means is not re-run)
-                    value = dense
-                err = float((value.float() - dense.float()).abs().max())
-                # which parameter: the one closest to the package's values before compression
-                dist = float((view.float() - dense.float()).abs().mean()
-                             / (view.float().abs().mean() + 1e-12))
-                if best is None or dist < best[0]:
-                    best = (dist, pname, layout, value, err)
-        if best is None or best[0] > 0.5:
-            raise ValueError(f"{where}: compressed weight {w['name']} {list(shape)} matches no "
-                             "PyTorch parameter; the simulation would be incomplete")
-        dist, pname, layout, value, err = best
+    worst, methods, found, bad = 0.0, set(), 0, []
+    for pname, p in params.items():
+        w = weights.get(param_key(pname))
+        if w is None:
+            continue
+        views = _views(p.detach(), tuple(w["dense"].shape))
+        if not views:
+            raise parity.ParityError([f"{where}: stored weight {w['name']} has shape "
+                                      f"{list(w['dense'].shape)}, parameter {pname} "
+                                      f"{list(p.shape)}"])
+        layout, view = views[0]
+        dense = torch.from_numpy(w["dense"]).to(dtype)
         if w["op"] == "constexpr_affine_dequantize":
-            # re-quantised independently: it must be the package's weight (1 step = rounding tie)
-            step = float(np.abs(w["scale"]).max())
-            if err > step * 1.01:
-                raise ValueError(f"{where}: {w['name']} re-quantised here differs from the "
-                                 f"package by {err:.3g} (> one quantisation step {step:.3g})")
+            expected, bound = quantize_dequantize_int8(view, w["axis"]), \
+                float(np.abs(w["scale"]).max()) * 1.01
+        elif w["op"] == "const":
+            expected, bound = view, 0.0
+        else:
+            expected, bound = None, None
+        if expected is not None:
+            err = float((expected.float() - dense.float()).abs().max())
             worst = max(worst, err)
+            if err > bound:
+                bad.append(f"{where}: weight {pname} differs from the checkpoint's by "
+                           f"{err:.3g} (allowed {bound:.3g}): a corrupted or foreign package")
         methods.add(w["op"])
-        p = params[pname]
+        found += 1
         with torch.no_grad():
-            p.copy_(_back(layout, value, p))
-    return sim, {"compressed_weights": len(weights), "matched": len(weights),
-                 "max_abs_vs_package": worst, "ops": sorted(methods)}
+            p.copy_(_back(layout, dense, p))
+    if bad:
+        raise parity.ParityError(bad)
+    compressed = sum(w["op"] in COMPRESSED_OPS for w in weights.values())
+    return sim, {"stored_weights": len(weights), "from_package": found,
+                 "compressed_weights": compressed, "max_abs_vs_checkpoint": worst,
+                 "ops": sorted(methods)}
 
 
 class Float16Everywhere(TorchFunctionMode):
@@ -168,75 +189,40 @@ def run_simulated(sim: torch.nn.Module, dtype: torch.dtype, *arrays: np.ndarray
     return out.float()
 
 
-def _images(x: torch.Tensor) -> np.ndarray:
-    """float NCHW in [-1, 1] -> uint8 NHWC by the manifest's rounding rule."""
-    return image_to_uint8_nhwc(x).numpy()
+class SimulatedRunner(parity.Runner):
+    """The parity gate's view of a Core ML bundle on Linux: each saved package simulated in
+    PyTorch (:func:`simulate_module` with the package's weights, in its compute precision),
+    bound by role like ``lrf.runtime`` binds a real bundle."""
 
+    simulated = True
+    description = DESCRIPTION
 
-def simulated_parity(ctx: ExportContext, records: dict[str, GraphRecord], compute: str
-                     ) -> tuple[dict[str, dict], dict, list[str]]:
-    """(per-graph parity, stepwise parity, failures) for a Core ML bundle in ``ctx.out_dir``,
-    like :func:`lrf.exporter.parity.measure` but on the simulation. Bars: images as the
-    precision's; the fp32 step velocity bar only applies to uncompressed fp32 compute (fp16 and
-    compressed steps are judged by the images they produce)."""
-    refs = getattr(ctx, "references", None)
-    if not refs:
-        raise ValueError("simulated parity needs the reference trajectories "
-                         "(ExportContext.references)")
-    dtype = torch.float16 if compute == "fp16" else torch.float32
-    default_steps = int(ctx.ckpt.sampling["steps"])
-    bar = parity.IMAGE_PSNR_DB[ctx.precision]
-    exact = ctx.precision == "fp32" and compute == "fp32"
-    failures: list[str] = []
-    sims, reports = {}, {}
-    for name, rec in records.items():
-        weights = package_weights(ctx.out_dir / rec.file)
-        sims[name], reports[name] = simulate_module(ctx.graphs[name], weights, compute, rec.file)
-    label = {"simulated": True, "simulation": DESCRIPTION,
-             "compute_precision": "float16" if compute == "fp16" else "float32"}
-    out: dict[str, dict] = {}
-    ref = refs[default_steps]
-    run = run_simulated
-    vel = np.stack([run(sims["step"], dtype, f["latent"], f["t"], f["label"], f["guidance"])
-                    .numpy() for f in ref.step_feeds()])
-    step = {**parity.tensor_metrics(ref.velocities, vel), **label, "weights": reports["step"]}
-    step["points"] = int(ref.velocities.shape[0] * ref.velocities.shape[1])
-    if exact:
-        step["bar_rel_max_abs"] = parity.STEP_REL_MAX_ABS
-        step["passed"] = bool(step["finite"] and step["rel_max_abs"] <= parity.STEP_REL_MAX_ABS)
-        if not step["passed"]:
-            failures.append(f"step (simulated): relative max-abs velocity error "
-                            f"{step['rel_max_abs']} > {parity.STEP_REL_MAX_ABS} bar")
-    else:
-        step["passed"] = bool(step["finite"])
-        if not step["finite"]:
-            failures.append("step (simulated): non-finite velocities")
-    out["step"] = step
-    dec = _images(run(sims["decoder"], dtype, ref.latents[-1]))
-    out["decoder"] = {**parity._gate_image(parity.image_metrics(ref.images, dec), bar,
-                                           "decoder (simulated)", failures),
-                      **label, "weights": reports["decoder"]}
-    for name in records:
-        if name.startswith("generator_"):
-            r = refs[int(name.split("_")[1])]
-            guidance = np.full((r.batch,), r.guidance, dtype=np.float32)
-            img = _images(run(sims[name], dtype, r.latents[0], r.labels.astype(np.int32),
-                              guidance))
-            out[name] = {**parity._gate_image(parity.image_metrics(r.images, img), bar,
-                                              f"{name} (simulated)", failures),
-                         **label, "weights": reports[name]}
-    # stepwise: the app's loop (float32 Euler in app code) around the simulated step graph
-    z = ref.latents[0]
-    ts = scheduler.timesteps(default_steps, ref.shift)
-    y = ref.labels.astype(np.int32)
-    g = np.full((ref.batch,), ref.guidance, dtype=np.float32)
-    for i in range(default_steps):
-        t = np.full((ref.batch,), ts[i], dtype=np.float32)
-        v = run(sims["step"], dtype, z, t, y, g).numpy()
-        z = scheduler.euler_update(z, ts[i], ts[i + 1], v)
-    img = _images(run(sims["decoder"], dtype, z))
-    stepwise = {**parity._gate_image({"steps": default_steps,
-                                      **parity.image_metrics(ref.images, img)}, bar,
-                                     f"stepwise (simulated, {default_steps} steps)", failures),
-                **label}
-    return out, stepwise, failures
+    def __init__(self, out_dir, graphs: dict[str, torch.nn.Module],
+                 records: dict[str, GraphRecord], compute: str):
+        self.dtype = torch.float16 if compute == "fp16" else torch.float32
+        self.float32_compute = compute == "fp32"
+        self.records = records
+        self.sims, self.weights = {}, {}
+        for name, rec in records.items():
+            self.sims[name], self.weights[name] = simulate_module(
+                graphs[name], package_weights(out_dir / rec.file), compute, rec.file)
+        w = records["denoise"].extra["window"]
+        self.window = (int(w["min"]), w["max"])
+        self.has_encoder = "encoder" in records
+
+    def _run(self, name: str, **by_role: np.ndarray) -> torch.Tensor:
+        rec = self.records[name]
+        return run_simulated(self.sims[name], self.dtype,
+                             *[by_role[t["role"]] for t in rec.inputs])
+
+    def denoise(self, latent, timesteps, label, guidance):
+        return self._run("denoise", latent=latent, timesteps=timesteps, label=label,
+                         guidance=guidance).numpy()
+
+    def decode(self, latent):
+        return to_uint8(self._run("decoder", latent=latent))   # float_nchw -> the uint8 rule
+
+    def encode(self, image):
+        spec = next(t for t in self.records["encoder"].inputs if t["role"] == "image")
+        x = image if spec["dtype"] == "uint8" else from_uint8(image).numpy()
+        return self._run("encoder", image=x).numpy()

@@ -1,7 +1,13 @@
-"""``--target onnx``: ``step`` and ``decoder`` by the dynamo exporter (opset 18) + onnxsim, shared
-weights deduplicated; optional int8 (``lrf.exporter.onnx_int8``); each ``generator_<N>`` composed
-from them (``lrf.exporter.onnx_compose``; option ``fused_form``: "loop" (default) or
-"unrolled"). Files: ``step.onnx``, ``decoder.onnx``, ``generator_<N>.onnx``.
+"""``--target onnx``: the v2 bundle's ``denoise``, ``decoder`` and ``encoder`` graphs (opset 20).
+
+* ``denoise``: the conditioning and velocity pieces of ``lrf.exporter.onnx_core`` exported by the
+  dynamo exporter + onnxsim, then composed into one ONNX ``Loop`` over the timestep window
+  (``lrf.exporter.onnx_compose``): any N, stepwise or fused, weights stored once
+  (``window: {"min": 1, "max": null}``).
+* ``decoder`` and ``encoder``: the wrappers of ``lrf.exporter.wrappers``; both take any H, W.
+* ``--int8``: ``lrf.exporter.onnx_int8``.
+
+Files: ``denoise.onnx``, ``decoder.onnx``, ``encoder.onnx``.
 """
 
 from __future__ import annotations
@@ -9,16 +15,19 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import numpy as np
 import onnx
 import torch
-from onnx import numpy_helper
+from onnx import helper, numpy_helper
 
-from lrf.exporter.onnx_compose import compose_generator
-from lrf.exporter.targets import (ExportContext, GraphRecord, Target, quiet,
+from lrf.exporter.onnx_compose import compose_denoise
+from lrf.exporter.onnx_core import BodyGraph, CondGraph
+from lrf.exporter.targets import (ExportContext, GraphRecord, Target, package_version, quiet,
                                   register_target)
-from lrf.exporter.wrappers import example_inputs, graph_io
+from lrf.exporter.wrappers import build_graphs, example_inputs, graph_io
 
-OPSET = 18
+OPSET = 20  # LayerNormalization and Gelu(approximate="tanh") as single operators
+WINDOW = {"min": 1, "max": None}
 _ONNX_DTYPES = {"float32": onnx.TensorProto.FLOAT, "int32": onnx.TensorProto.INT32,
                 "uint8": onnx.TensorProto.UINT8}
 
@@ -28,7 +37,8 @@ def dynamic_shapes_for(inputs: list[dict]) -> dict:
     dims: dict[str, torch.export.Dim] = {}
     out = {}
     for t in inputs:
-        axes = {i: dims.setdefault(name, torch.export.Dim(name, min=1, max=4096))
+        axes = {i: dims.setdefault(name, torch.export.Dim(name, min=2 if name == "window_plus_one"
+                                                          else 1, max=4096))
                 for i, (size, name) in enumerate(zip(t["shape"], t["dims"])) if size < 0}
         out[t["name"]] = axes or None
     return out
@@ -38,8 +48,8 @@ def dedupe_initializers(model: onnx.ModelProto) -> int:
     """Merge byte-identical initializers and point every user at one copy; returns bytes saved.
 
     The exporter and onnxsim fold each use of a weight (e.g. its transpose for MatMul) into a
-    separate constant, so a weight-shared recursion, and the fused generator's N unrolled steps,
-    would otherwise store the same tensor many times."""
+    separate constant, so a weight-shared recursion would otherwise store the same tensor
+    several times."""
     g = model.graph
     keep: dict[tuple, str] = {}
     rename: dict[str, str] = {}
@@ -56,7 +66,7 @@ def dedupe_initializers(model: onnx.ModelProto) -> int:
     if rename:
         del g.initializer[:]
         g.initializer.extend(kept)
-        for node in _all_nodes(g):  # subgraphs (the fused generator's Loop body) read them too
+        for node in all_nodes(g):  # subgraphs (the denoise Loop body) read them too
             for i, name in enumerate(node.input):
                 if name in rename:
                     node.input[i] = rename[name]
@@ -66,16 +76,16 @@ def dedupe_initializers(model: onnx.ModelProto) -> int:
     return saved
 
 
-def _all_nodes(graph: onnx.GraphProto):
+def all_nodes(graph: onnx.GraphProto):
     """Every node of ``graph`` and of its subgraphs (Loop/If bodies), depth first."""
     for node in graph.node:
         yield node
         for attr in node.attribute:
             if attr.type == onnx.AttributeProto.GRAPH:
-                yield from _all_nodes(attr.g)
+                yield from all_nodes(attr.g)
             elif attr.type == onnx.AttributeProto.GRAPHS:
                 for sub in attr.graphs:
-                    yield from _all_nodes(sub)
+                    yield from all_nodes(sub)
 
 
 def check_io(model: onnx.ModelProto, inputs: list[dict], outputs: list[dict], where: str) -> None:
@@ -111,85 +121,179 @@ def _quiet():
                  "torch.fx.experimental")
 
 
-def export_onnx(module: torch.nn.Module, example: tuple, inputs: list[dict], outputs: list[dict],
-                path: Path, opset: int = OPSET, simplify: bool = True) -> onnx.ModelProto:
-    """Dynamo export -> onnxsim -> dedupe -> checker -> contract check -> save to ``path``."""
+def _shapes(model: onnx.ModelProto) -> dict[str, list]:
+    inferred = onnx.shape_inference.infer_shapes(model)
+    g = inferred.graph
+    return {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+            for v in list(g.value_info) + list(g.input) + list(g.output)}
+
+
+def unflatten_linears(model: onnx.ModelProto) -> int:
+    """Rewrite ``Reshape(x, [-1, D]) -> Gemm(W, b) -> Reshape`` (how the dynamo exporter lowers a
+    linear layer on a rank >= 3 tensor) as ``MatMul(x, W) + b``, in place; the trailing Reshape
+    stays only when it does more than restore x's leading dimensions. Returns the count.
+
+    Three kernels become two per linear layer; onnxruntime keeps the pair as is."""
+    g = model.graph
+    shapes = _shapes(model)
+    inits = {i.name: i for i in g.initializer}
+    producer = {o: n for n in g.node for o in n.output}
+    users: dict[str, list] = {}
+    for n in g.node:
+        for x in n.input:
+            users.setdefault(x, []).append(n)
+    transposed: dict[str, str] = {}
+    nodes, dropped, count = [], set(), 0
+    for n in g.node:
+        if id(n) in dropped:
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+        first = producer.get(n.input[0]) if n.op_type == "Gemm" else None
+        after = users.get(n.output[0], [])
+        if not (first is not None and first.op_type == "Reshape" and len(after) == 1
+                and after[0].op_type == "Reshape" and len(n.input) == 3 and n.input[1] in inits
+                and not attrs.get("transA", 0) and attrs.get("alpha", 1.0) == 1.0
+                and attrs.get("beta", 1.0) == 1.0 and len(shapes.get(first.input[0], [])) >= 3):
+            nodes.append(n)
+            continue
+        w = n.input[1]
+        if attrs.get("transB", 0):
+            if w not in transposed:
+                transposed[w] = f"{w}_kn"
+                g.initializer.append(numpy_helper.from_array(
+                    np.ascontiguousarray(numpy_helper.to_array(inits[w]).T), transposed[w]))
+            w = transposed[w]
+        last = after[0]
+        xs, ys = shapes[first.input[0]], shapes.get(last.output[0], [])
+        restore = len(ys) == len(xs) and ys[:-1] == xs[:-1] and all(ys[:-1])
+        out = last.output[0] if restore else f"{n.output[0]}_nd"
+        nodes += [helper.make_node("MatMul", [first.input[0], w], [f"{n.output[0]}_mm"],
+                                   name=f"{n.name}_MatMul"),
+                  helper.make_node("Add", [f"{n.output[0]}_mm", n.input[2]], [out],
+                                   name=f"{n.name}_Add")]
+        if not restore:
+            nodes.append(helper.make_node("Reshape", [out, last.input[1]], [last.output[0]],
+                                          name=last.name))
+        dropped.add(id(last))
+        count += 1
+    del g.node[:]
+    g.node.extend(nodes)
+    prune(model)
+    return count
+
+
+def prune(model: onnx.ModelProto) -> None:
+    """Drop nodes no graph output depends on, then initializers nothing reads (top graph)."""
+    g = model.graph
+    live = {o.name for o in g.output}
+    keep = []
+    for n in reversed(list(g.node)):
+        if any(o in live for o in n.output):
+            keep.append(n)
+            live.update(n.input)
+            for sub in _subgraph_inputs(n):
+                live.update(sub)
+    del g.node[:]
+    g.node.extend(reversed(keep))
+    used = {x for n in all_nodes(g) for x in n.input}
+    kept = [i for i in g.initializer if i.name in used]
+    del g.initializer[:]
+    g.initializer.extend(kept)
+
+
+def _subgraph_inputs(node):
+    for attr in node.attribute:
+        if attr.type == onnx.AttributeProto.GRAPH:
+            yield [x for n in all_nodes(attr.g) for x in n.input]
+
+
+def _dynamo(module: torch.nn.Module, example: tuple, in_names: list[str], out_names: list[str],
+            dynamic_shapes: dict, where: str) -> onnx.ModelProto:
+    """Dynamo export -> onnxsim -> linear-layer cleanup -> dedupe -> checker."""
     import onnxsim
 
     with _quiet(), torch.no_grad():
-        prog = torch.onnx.export(module, example, dynamo=True, opset_version=opset,
-                                 input_names=[t["name"] for t in inputs],
-                                 output_names=[t["name"] for t in outputs],
-                                 dynamic_shapes=dynamic_shapes_for(inputs), optimize=True,
-                                 verbose=False)
+        prog = torch.onnx.export(module, example, dynamo=True, opset_version=OPSET,
+                                 input_names=in_names, output_names=out_names,
+                                 dynamic_shapes=dynamic_shapes, optimize=True, verbose=False)
     model = prog.model_proto
-    if simplify:
-        with _quiet():
-            model, ok = onnxsim.simplify(model)
-        if not ok:
-            raise ValueError(f"{path.name}: onnxsim could not validate the simplified graph")
+    with _quiet():
+        model, ok = onnxsim.simplify(model)
+    if not ok:
+        raise ValueError(f"{where}: onnxsim could not validate the simplified graph")
+    unflatten_linears(model)
     dedupe_initializers(model)
     onnx.checker.check_model(model)
+    return model
+
+
+def export_onnx(module: torch.nn.Module, example: tuple, inputs: list[dict], outputs: list[dict],
+                path: Path) -> onnx.ModelProto:
+    """A wrapper graph exported, checked against its manifest contract, saved to ``path``."""
+    model = _dynamo(module, example, [t["name"] for t in inputs], [t["name"] for t in outputs],
+                    dynamic_shapes_for(inputs), path.name)
     check_io(model, inputs, outputs, path.name)
     onnx.save(model, str(path))
     return model
 
 
+def export_denoise(ckpt, latent_size: int, inputs: list[dict], outputs: list[dict],
+                   path: Path) -> onnx.ModelProto:
+    """The ``denoise`` Loop: conditioning and velocity pieces exported, then composed."""
+    model = ckpt.model.eval()
+    cfg = ckpt.config
+    n, c, d = latent_size * latent_size, cfg.latent_channels, cfg.dim
+    pairs = 1 if cfg.guidance_embed else 2  # a teacher's CFG pair runs as one batch of 2B
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    ex = example_inputs("denoise", ckpt, batch=2, latent_size=latent_size)
+    cond = _dynamo(CondGraph(model).eval(), ex[1:], ["timesteps", "label", "guidance"], ["cond"],
+                   {"timesteps": {0: torch.export.Dim("window_plus_one", min=2, max=4097)},
+                    "label": {0: batch}, "guidance": {0: batch}}, "denoise (cond)")
+    body = _dynamo(BodyGraph(model, latent_size, latent_size).eval(),
+                   (torch.randn(2, 1, n, c), torch.randn(2 * pairs, 1, 1, d), torch.ones(2, 1, 1, 1)),
+                   ["z", "cond", "guidance"], ["velocity"],
+                   {"z": {0: batch}, "cond": {0: pairs * batch}, "guidance": {0: batch}},
+                   "denoise (body)")
+    den = compose_denoise(cond, body, inputs, outputs[0])
+    dedupe_initializers(den)
+    onnx.checker.check_model(den)
+    check_io(den, inputs, outputs, path.name)
+    onnx.save(den, str(path))
+    return den
+
+
 @register_target("onnx")
 class OnnxTarget(Target):
-    """ONNX files run by the ``onnxruntime`` backend. Dynamic batch everywhere; the decoder also
-    takes any latent height/width. ``--int8`` chooses, per graph, between measured variants."""
+    """ONNX files run by the ``onnxruntime`` backend. Dynamic batch everywhere; the decoder and
+    encoder take any size; ``denoise`` any window. ``--int8``: ``lrf.exporter.onnx_int8``."""
 
     backend = "onnxruntime"
 
     def export(self, ctx: ExportContext) -> dict[str, GraphRecord]:
-        io_specs = {name: graph_io(name, ctx.ckpt, ctx.latent_size) for name in ctx.graphs}
-        paths = {name: ctx.out_dir / f"{name}.onnx" for name in ctx.graphs}
-        for name in ("step", "decoder"):
+        names = ("denoise", "decoder", "encoder")
+        io_specs = {name: graph_io(name, ctx.ckpt, ctx.latent_size) for name in names}
+        paths = {name: ctx.out_dir / f"{name}.onnx" for name in names}
+        ctx.log(f"onnx: exporting denoise (Loop over the window; dynamo, opset {OPSET})")
+        export_denoise(ctx.ckpt, ctx.latent_size, *io_specs["denoise"], paths["denoise"])
+        wrappers = build_graphs(ctx.ckpt)
+        for name in ("decoder", "encoder"):
             example = example_inputs(name, ctx.ckpt, batch=2, latent_size=ctx.latent_size)
             ctx.log(f"onnx: exporting {name} (dynamo, opset {OPSET}, onnxsim)")
-            export_onnx(ctx.graphs[name], example, *io_specs[name], paths[name])
+            export_onnx(wrappers[name], example, *io_specs[name], paths[name])
         quant = {name: {"method": "none"} for name in paths}
-        extra: dict[str, dict] = {}
         if ctx.precision == "int8":
             from lrf.exporter.onnx_int8 import quantize_graphs
 
-            quant.update(quantize_graphs({n: paths[n] for n in ("step", "decoder")}, ctx))
-        step, decoder = (onnx.load(str(paths[n])) for n in ("step", "decoder"))
-        shift = float(ctx.ckpt.sampling.get("shift", 1.0))
-        form = ctx.options.get("fused_form", "loop")
-        for name in paths:
-            if name.startswith("generator_"):
-                n = int(name.split("_")[1])
-                ctx.log(f"onnx: composing {name} ({form}) from step + decoder")
-                model = compose_generator(step, decoder, n, shift, io_specs[name][1][0],
-                                          form=form)
-                dedupe_initializers(model)
-                onnx.checker.check_model(model)
-                check_io(model, *io_specs[name], paths[name].name)
-                onnx.save(model, str(paths[name]))
-                extra[name] = {"form": form}
-                methods = {quant["step"]["method"], quant["decoder"]["method"]}
-                quant[name] = {"method": methods.pop() if len(methods) == 1 else "mixed",
-                               "step": quant["step"]["method"],
-                               "decoder": quant["decoder"]["method"],
-                               "composed_from": ["step", "decoder"],
-                               "note": f"the step graph ({form}, one set of weights) then "
-                                       "the decoder; quantisation as theirs"}
+            quant.update(quantize_graphs(paths, ctx))
         for name, path in paths.items():
             check_io(onnx.load(str(path)), *io_specs[name], path.name)
+        extra = {"denoise": {"window": dict(WINDOW), "form": "loop"}}
         return {name: GraphRecord(name=name, file=path.name, format="onnx",
                                   inputs=io_specs[name][0], outputs=io_specs[name][1],
-                                  steps=int(name.split("_")[1]) if name.startswith("generator_")
-                                  else None,
                                   quantization=quant[name],
                                   extra={"opset": OPSET, **extra.get(name, {})})
                 for name, path in paths.items()}
 
     def tool_versions(self) -> dict[str, str]:
-        import onnxruntime
-        import onnxscript
-        import onnxsim
-
-        return {"onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
-                "onnxscript": onnxscript.__version__, "onnxsim": onnxsim.__version__}
+        return {dist: package_version(dist) for dist in ("onnx", "onnxruntime", "onnxscript",
+                                                          "onnxsim")}

@@ -1,6 +1,7 @@
-// swift-tools-version:5.9
-// LRFKit: the iOS/macOS side of LRF Mobile. A line-by-line mirror of the tested Kotlin core
-// (android_demo/core) plus a Core ML engine. `swift test` runs the golden-vector tests.
+// swift-tools-version:6.0
+// LRFKit: the iOS/macOS side of LRF Mobile. A mirror of the tested Kotlin core
+// (android_demo/core) plus a Core ML engine. `swift test` runs the golden-vector tests, in the
+// Swift 6 language mode (complete concurrency checking).
 import PackageDescription
 
 let package = Package(
@@ -16,5 +17,6 @@ let package = Package(
             dependencies: ["LRFKit"],
             resources: [.copy("Resources")]
         ),
-    ]
+    ],
+    swiftLanguageModes: [.v6]
 )

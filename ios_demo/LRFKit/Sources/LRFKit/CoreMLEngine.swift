@@ -2,54 +2,67 @@
 import CoreML
 import Foundation
 
-/// Core ML behind the `Engine` protocol. Each graph's `.mlpackage` (a directory, listed file by
-/// file in the manifest) is named by the manifest's `file`; it is compiled on device once
-/// (MLModel.compileModel) and cached by the sha256 of its files, so a swapped bundle recompiles.
+/// Core ML behind the `Engine` protocol. Each graph's `.mlpackage` (a folder, listed file by file
+/// in the manifest) is named by the manifest's `file`. `CoreMLEngine.load` compiles every package
+/// once with the async `MLModel.compileModel(at:)` and caches the result by the sha256 of the
+/// package's files (a swapped bundle recompiles); `open` then only loads compiled models and checks
+/// each model's inputs and outputs against the manifest. Tensors cross as `MLShapedArray`.
 public final class CoreMLEngine: Engine {
-    let source: BundleSource
-    let manifest: Manifest
-    let computeUnits: MLComputeUnits
-    let cacheDir: URL
+    /// MLComputeUnits as its raw value: every stored property is plainly Sendable.
+    let computeUnitsRaw: Int
+    /// graph name -> compiled `.mlmodelc`
+    let compiled: [String: URL]
 
-    public init(source: BundleSource, manifest: Manifest, computeUnits: MLComputeUnits = .all) throws {
-        self.source = source
-        self.manifest = manifest
-        self.computeUnits = computeUnits
-        cacheDir = try FileManager.default.url(for: .cachesDirectory, in: .userDomainMask, appropriateFor: nil, create: true)
-            .appendingPathComponent("LRFCompiledModels", isDirectory: true)
-        try FileManager.default.createDirectory(at: cacheDir, withIntermediateDirectories: true)
+    init(computeUnits: MLComputeUnits, compiled: [String: URL]) {
+        self.computeUnitsRaw = computeUnits.rawValue
+        self.compiled = compiled
     }
 
-    public func open(_ graph: GraphSpec) throws -> GraphSession {
-        let url = source.url(graph.file)
-        let config = MLModelConfiguration()
-        config.computeUnits = computeUnits
-        let compiled: URL
-        if url.pathExtension == "mlmodelc" {
-            compiled = url
-        } else {
-            compiled = cacheDir.appendingPathComponent("\(cacheKey(graph)).mlmodelc")
-            if !FileManager.default.fileExists(atPath: compiled.path) {
-                let tmp = try MLModel.compileModel(at: url)
-                // move into the cache atomically: a half-copied model is never picked up
-                try? FileManager.default.removeItem(at: compiled)
-                try FileManager.default.moveItem(at: tmp, to: compiled)
+    /// Compiles (or finds in the cache) every graph of `manifest`; call after BundleVerifier.load,
+    /// which has checked containment and every file's sha256.
+    public static func load(source: BundleSource, manifest: Manifest, computeUnits: MLComputeUnits = .all) async throws -> CoreMLEngine {
+        let cacheDir = try FileManager.default.url(for: .cachesDirectory, in: .userDomainMask, appropriateFor: nil, create: true)
+            .appendingPathComponent("LRFCompiledModels", isDirectory: true)
+        try FileManager.default.createDirectory(at: cacheDir, withIntermediateDirectories: true)
+        var compiled: [String: URL] = [:]
+        for name in manifest.graphs.keys.sorted() {
+            let graph = manifest.graphs[name]!
+            guard graph.format == "mlpackage" else {
+                throw LRFError.invalid("graph \(name) has format '\(graph.format)'; this app runs Core ML bundles (lrf-export --target coreml)")
             }
+            let target = cacheDir.appendingPathComponent("\(cacheKey(graph, manifest)).mlmodelc")
+            if !FileManager.default.fileExists(atPath: target.path) {
+                let tmp = try await MLModel.compileModel(at: try source.url(graph.file))
+                // move into the cache in one rename: a half-copied model is never picked up
+                try? FileManager.default.removeItem(at: target)
+                try FileManager.default.moveItem(at: tmp, to: target)
+            }
+            compiled[name] = target
         }
-        return CoreMLSession(model: try MLModel(contentsOf: compiled, configuration: config), graph: graph)
+        return CoreMLEngine(computeUnits: computeUnits, compiled: compiled)
     }
 
     /// The graph's files' checksums, hashed: a new bundle never reuses a stale compiled model.
-    func cacheKey(_ graph: GraphSpec) -> String {
-        let prefix = graph.file.hasSuffix("/") ? graph.file : graph.file + "/"
+    static func cacheKey(_ graph: GraphSpec, _ manifest: Manifest) -> String {
+        let prefix = graph.file + "/"
         let parts = manifest.files.values
             .filter { $0.path == graph.file || $0.path.hasPrefix(prefix) }
             .sorted { $0.path < $1.path }
             .map { "\($0.path)=\($0.sha256)" }
         return graph.name + "-" + String(SHA256Hex.of(Data(parts.joined(separator: "\n").utf8)).prefix(16))
     }
+
+    public func open(_ graph: GraphSpec) throws -> GraphSession {
+        guard let url = compiled[graph.name] else { throw LRFError.state("graph \(graph.name) was not compiled by CoreMLEngine.load") }
+        let config = MLModelConfiguration()
+        config.computeUnits = MLComputeUnits(rawValue: computeUnitsRaw) ?? .all
+        let model = try MLModel(contentsOf: url, configuration: config)
+        try CoreMLSession.checkSignature(graph, model.modelDescription)
+        return CoreMLSession(model: model, graph: graph)
+    }
 }
 
+/// One loaded model; used only under its Generator's lock.
 final class CoreMLSession: GraphSession {
     private var model: MLModel?
     let graph: GraphSpec
@@ -59,10 +72,40 @@ final class CoreMLSession: GraphSession {
         self.graph = graph
     }
 
+    /// The model's own inputs and outputs against the manifest entry: the same names, ranks and
+    /// static sizes (BUNDLE.md 2.2). Dtypes cross as Core ML allows (multi-arrays have no uint8:
+    /// a uint8 manifest tensor is fed as the model's int32/float type and converted back).
+    static func checkSignature(_ graph: GraphSpec, _ d: MLModelDescription) throws {
+        func check(_ side: String, _ specs: [TensorSpec], _ found: [String: MLFeatureDescription]) throws {
+            for spec in specs {
+                guard let f = found[spec.name], let c = f.multiArrayConstraint else {
+                    throw LRFError.invalid("graph \(graph.name) (\(graph.file)): the model has no multi-array \(side) '\(spec.name)' " +
+                        "(it has \(found.keys.sorted().joined(separator: ", "))); the file does not match the manifest")
+                }
+                let shape = c.shape.map { $0.intValue }
+                let flexible = c.shapeConstraint.type != .unspecified && c.shapeConstraint.type != .enumerated
+                let same = shape.count == spec.shape.count && (flexible || spec.shape.indices.allSatisfy { spec.shape[$0] < 0 || shape[$0] == spec.shape[$0] })
+                if !same {
+                    throw LRFError.invalid("graph \(graph.name) (\(graph.file)): \(side) '\(spec.name)' is \(shape) in the model, " +
+                        "manifest says \(spec.describe()); the file does not match the manifest")
+                }
+            }
+        }
+        try check("input", graph.inputs, d.inputDescriptionsByName)
+        try check("output", graph.outputs, d.outputDescriptionsByName)
+        let extra = d.inputDescriptionsByName.keys.filter { name in !graph.inputs.contains { $0.name == name } }
+        if !extra.isEmpty {
+            throw LRFError.invalid("graph \(graph.name) (\(graph.file)): the model has inputs \(extra.sorted()) that the manifest does not list")
+        }
+    }
+
     func run(_ inputs: [String: Tensor]) throws -> [String: Tensor] {
         guard let model = model else { throw LRFError.state("\(graph.name): session is closed") }
         var features: [String: MLFeatureValue] = [:]
-        for (name, t) in inputs { features[name] = MLFeatureValue(multiArray: try toMultiArray(t)) }
+        for (name, t) in inputs {
+            let want = model.modelDescription.inputDescriptionsByName[name]?.multiArrayConstraint?.dataType ?? .float32
+            features[name] = MLFeatureValue(multiArray: try toMultiArray(t, as: want))
+        }
         let out = try model.prediction(from: try MLDictionaryFeatureProvider(dictionary: features))
         var result: [String: Tensor] = [:]
         for spec in graph.outputs {
@@ -76,47 +119,28 @@ final class CoreMLSession: GraphSession {
 
     func close() { model = nil }
 
-    private func toMultiArray(_ t: Tensor) throws -> MLMultiArray {
-        let shape = t.shape.map { NSNumber(value: $0) }
+    /// A tensor as the model's declared multi-array type (whole arrays, no per-element NSNumber).
+    private func toMultiArray(_ t: Tensor, as type: MLMultiArrayDataType) throws -> MLMultiArray {
         switch t.dtype {
         case .float32:
-            let a = try MLMultiArray(shape: shape, dataType: .float32)
-            let p = a.dataPointer.bindMemory(to: Float.self, capacity: t.count)
-            for (i, v) in t.floats!.enumerated() { p[i] = v }
-            return a
+            return MLMultiArray(MLShapedArray<Float>(scalars: t.floats!, shape: t.shape))
         case .int32:
-            let a = try MLMultiArray(shape: shape, dataType: .int32)
-            let p = a.dataPointer.bindMemory(to: Int32.self, capacity: t.count)
-            for (i, v) in t.ints!.enumerated() { p[i] = v }
-            return a
-        case .uint8:
-            throw LRFError.invalid("\(graph.name): Core ML has no uint8 multi-array inputs")
+            return MLMultiArray(MLShapedArray<Int32>(scalars: t.ints!, shape: t.shape))
+        case .uint8:                                         // Core ML has no uint8 multi-arrays
+            if type == .int32 { return MLMultiArray(MLShapedArray<Int32>(scalars: t.bytes!.map { Int32($0) }, shape: t.shape)) }
+            return MLMultiArray(MLShapedArray<Float>(scalars: t.bytes!.map { Float($0) }, shape: t.shape))
         }
     }
 
-    /// Reads any Core ML array (float16/32/64, int32; any strides) into the manifest's dtype.
+    /// Any Core ML array (float16/32/64, int32; any strides) in the manifest's dtype:
+    /// MLShapedArray(converting:) reads it in row-major order whatever its layout.
     private func fromMultiArray(_ a: MLMultiArray, as dtype: DType) throws -> Tensor {
         let shape = a.shape.map { $0.intValue }
-        let strides = a.strides.map { $0.intValue }
-        let count = shape.reduce(1, *)
-        var values = [Double](repeating: 0, count: count)
-        var index = [Int](repeating: 0, count: shape.count)
-        for linear in 0..<count {
-            var offset = 0
-            for k in 0..<shape.count { offset += index[k] * strides[k] }
-            values[linear] = a[offset].doubleValue
-            var k = shape.count - 1                     // row-major increment of the multi-index
-            while k >= 0 {
-                index[k] += 1
-                if index[k] < shape[k] { break }
-                index[k] = 0
-                k -= 1
-            }
-        }
         switch dtype {
-        case .float32: return try Tensor.f32(shape, values.map { Float($0) })
-        case .int32: return try Tensor.i32(shape, values.map { Int32($0) })
-        case .uint8: return try Tensor.u8(shape, values.map { UInt8(max(0, min(255, $0))) })
+        case .float32: return try Tensor.f32(shape, MLShapedArray<Float>(converting: a).scalars)
+        case .int32: return try Tensor.i32(shape, MLShapedArray<Int32>(converting: a).scalars)
+        case .uint8:
+            return try Tensor.u8(shape, MLShapedArray<Float>(converting: a).scalars.map { UInt8(max(0, min(255, $0.rounded()))) })
         }
     }
 }

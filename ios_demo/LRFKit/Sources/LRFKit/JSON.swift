@@ -1,225 +1,106 @@
 import Foundation
 
-/// A JSON number kept as its literal text, so 64-bit integers and float bits survive
-/// (JSONSerialization would turn 2^64-1 into a Double). Mirror of JsonNumber in Json.kt.
-public struct JSONNumber: Equatable, CustomStringConvertible {
-    public let text: String
-    public init(_ text: String) { self.text = text }
-    public var doubleValue: Double { Double(text) ?? .nan }
-    /// The exact integer value, or nil if the literal has a fraction/exponent or overflows Int64.
-    public var int64Value: Int64? { Int64(text) }
-    public var description: String { text }
-}
-
-/// A small strict JSON reader (RFC 8259), a mirror of Json.kt. Values: [String: Any] objects
-/// (key order kept in `JSONObject.keys`), [Any?] arrays, String, Bool, NSNull-free nil, JSONNumber.
-public enum JSON {
-    /// An object with its keys in document order.
-    public struct Object {
-        public var keys: [String] = []
-        public var values: [String: Any?] = [:]
-    }
-
-    public static func parse(_ text: String) throws -> Any? {
-        var p = Parser(Array(text.unicodeScalars))
-        p.skipWS()
-        let v = try p.value(depth: 0)
-        p.skipWS()
-        if p.pos != p.s.count { throw p.fail("unexpected trailing text") }
-        return v
-    }
-
-    struct Parser {
-        let s: [Unicode.Scalar]
-        var pos = 0
-        init(_ s: [Unicode.Scalar]) { self.s = s }
-
-        func fail(_ why: String) -> LRFError { .invalid("invalid JSON at offset \(pos): \(why)") }
-
-        mutating func skipWS() {
-            while pos < s.count, s[pos] == " " || s[pos] == "\n" || s[pos] == "\r" || s[pos] == "\t" { pos += 1 }
-        }
-
-        func startsWith(_ word: String) -> Bool {
-            let w = Array(word.unicodeScalars)
-            return pos + w.count <= s.count && Array(s[pos..<pos + w.count]) == w
-        }
-
-        mutating func value(depth: Int) throws -> Any? {
-            if depth > 256 { throw fail("nesting deeper than 256") }
-            if pos >= s.count { throw fail("unexpected end of input") }
-            let c = s[pos]
-            if c == "{" { return try object(depth) }
-            if c == "[" { return try array(depth) }
-            if c == "\"" { return try string() }
-            if c == "-" || (c >= "0" && c <= "9") { return try number() }
-            if startsWith("true") { pos += 4; return true }
-            if startsWith("false") { pos += 5; return false }
-            if startsWith("null") { pos += 4; return nil as Any? }
-            throw fail("unexpected character '\(c)'")
-        }
-
-        mutating func object(_ depth: Int) throws -> Object {
-            var out = Object()
-            pos += 1
-            skipWS()
-            if pos < s.count, s[pos] == "}" { pos += 1; return out }
-            while true {
-                skipWS()
-                if pos >= s.count || s[pos] != "\"" { throw fail("expected a string key") }
-                let key = try string()
-                if out.values.keys.contains(key) { throw fail("duplicate key \"\(key)\"") }
-                skipWS()
-                try expect(":")
-                skipWS()
-                let v = try value(depth: depth + 1)
-                out.keys.append(key)
-                out.values[key] = .some(v)
-                skipWS()
-                if pos < s.count, s[pos] == "," { pos += 1; continue }
-                try expect("}")
-                return out
-            }
-        }
-
-        mutating func array(_ depth: Int) throws -> [Any?] {
-            var out: [Any?] = []
-            pos += 1
-            skipWS()
-            if pos < s.count, s[pos] == "]" { pos += 1; return out }
-            while true {
-                skipWS()
-                out.append(try value(depth: depth + 1))
-                skipWS()
-                if pos < s.count, s[pos] == "," { pos += 1; continue }
-                try expect("]")
-                return out
-            }
-        }
-
-        mutating func expect(_ c: Unicode.Scalar) throws {
-            if pos >= s.count || s[pos] != c { throw fail("expected '\(c)'") }
-            pos += 1
-        }
-
-        mutating func string() throws -> String {
-            pos += 1
-            var out = String.UnicodeScalarView()
-            var pendingHigh: UInt32? = nil   // a UTF-16 high surrogate waiting for its low half
-            while true {
-                if pos >= s.count { throw fail("unterminated string") }
-                let c = s[pos]
-                pos += 1
-                if c == "\"" { return String(out) }
-                if c == "\\" {
-                    if pos >= s.count { throw fail("unterminated escape") }
-                    let e = s[pos]
-                    pos += 1
-                    switch e {
-                    case "\"": out.append("\"")
-                    case "\\": out.append("\\")
-                    case "/": out.append("/")
-                    case "b": out.append("\u{8}")
-                    case "f": out.append("\u{C}")
-                    case "n": out.append("\n")
-                    case "r": out.append("\r")
-                    case "t": out.append("\t")
-                    case "u":
-                        if pos + 4 > s.count { throw fail("short \\u escape") }
-                        guard let code = UInt32(String(String.UnicodeScalarView(s[pos..<pos + 4])), radix: 16) else {
-                            throw fail("bad \\u escape")
-                        }
-                        pos += 4
-                        if code >= 0xD800 && code < 0xDC00 {
-                            pendingHigh = code
-                            continue
-                        }
-                        if code >= 0xDC00 && code < 0xE000, let high = pendingHigh {
-                            pendingHigh = nil
-                            out.append(Unicode.Scalar(0x10000 + ((high - 0xD800) << 10) + (code - 0xDC00))!)
-                            continue
-                        }
-                        out.append(Unicode.Scalar(code) ?? "\u{FFFD}")
-                    default: throw fail("bad escape '\\\(e)'")
-                    }
-                } else if c.value < 0x20 {
-                    throw fail("control character in string")
-                } else {
-                    out.append(c)
-                }
-            }
-        }
-
-        func isDigit(_ i: Int) -> Bool { i < s.count && s[i] >= "0" && s[i] <= "9" }
-
-        mutating func number() throws -> JSONNumber {
-            let start = pos
-            if s[pos] == "-" { pos += 1 }
-            if pos < s.count, s[pos] == "0" {
-                pos += 1
-            } else {
-                if pos >= s.count || s[pos] < "1" || s[pos] > "9" { throw fail("bad number") }
-                while isDigit(pos) { pos += 1 }
-            }
-            if pos < s.count, s[pos] == "." {
-                pos += 1
-                if !isDigit(pos) { throw fail("bad fraction") }
-                while isDigit(pos) { pos += 1 }
-            }
-            if pos < s.count, s[pos] == "e" || s[pos] == "E" {
-                pos += 1
-                if pos < s.count, s[pos] == "+" || s[pos] == "-" { pos += 1 }
-                if !isDigit(pos) { throw fail("bad exponent") }
-                while isDigit(pos) { pos += 1 }
-            }
-            return JSONNumber(String(String.UnicodeScalarView(s[start..<pos])))
-        }
-    }
-}
-
-/// Typed access to a parsed JSON object with errors naming the path (mirror of JsonObj).
+/// Typed access to JSON parsed by Foundation's `JSONSerialization`, with one-line errors that name
+/// the field path in the form of runtime/BUNDLE.md 2.4 (`manifest.json: latent.height: expected
+/// int in 1..4096, got "4"`). Mirror of JsonObj in Json.kt (the plain-JVM Kotlin core keeps a
+/// small parser of its own, having no org.json). Bundles write uint64 seeds as JSON strings, so
+/// the platform parser loses nothing a bundle needs: every other number fits a Double exactly or
+/// is a float32 value written as its shortest round-trip decimal.
 public struct JSONObj {
-    public let object: JSON.Object
+    public let dict: [String: Any]
     public let path: String
     public let source: String
 
+    /// Parses `data` and requires an object at the root; `source` names the file in errors.
+    public static func parse(_ data: Data, source: String) throws -> JSONObj {
+        let root: Any
+        do {
+            root = try JSONSerialization.jsonObject(with: data, options: [])
+        } catch {
+            throw LRFError.invalid("\(source): invalid JSON (\((error as NSError).localizedDescription))")
+        }
+        guard let d = root as? [String: Any] else { throw LRFError.invalid("\(source): expected a JSON object at the root") }
+        return JSONObj(dict: d, path: "", source: source)
+    }
+
+    public static func parse(_ text: String, source: String) throws -> JSONObj {
+        try parse(Data(text.utf8), source: source)
+    }
+
     public func fail(_ key: String?, _ why: String) -> LRFError {
-        let whereText = key == nil ? path : (path.isEmpty ? key! : "\(path).\(key!)")
+        let whereText = key.map { path.isEmpty ? $0 : "\(path).\($0)" } ?? path
         return .invalid("\(source): \(whereText.isEmpty ? "<root>" : whereText): \(why)")
     }
 
-    public var keys: [String] { object.keys }
-
-    /// Present and not null.
-    public func has(_ key: String) -> Bool {
-        if let v = object.values[key], v != nil { return true }
-        return false
+    /// `<source>: <path>: expected <what>, got <value>`.
+    public func expected(_ key: String?, _ what: String, _ got: Any?) -> LRFError {
+        fail(key, "expected \(what), got \(JSONObj.show(got))")
     }
 
+    /// The keys in sorted order (JSONSerialization keeps no document order).
+    public var keys: [String] { dict.keys.sorted() }
+
+    /// The value at `key`; nil when absent or JSON null.
+    public func raw(_ key: String) -> Any? {
+        guard let v = dict[key], !(v is NSNull) else { return nil }
+        return v
+    }
+
+    /// Present and not null.
+    public func has(_ key: String) -> Bool { raw(key) != nil }
+
+    /// Present, even if null (every golden.files entry must have all its keys).
+    public func contains(_ key: String) -> Bool { dict[key] != nil }
+
     func need(_ key: String) throws -> Any {
-        guard let v = object.values[key], let value = v else { throw fail(key, "missing (required)") }
-        return value
+        guard let v = raw(key) else { throw fail(key, "missing (required)") }
+        return v
     }
 
     func join(_ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
 
-    public func obj(_ key: String) throws -> JSONObj {
-        guard let o = try need(key) as? JSON.Object else { throw fail(key, "expected an object") }
-        return JSONObj(object: o, path: join(key), source: source)
+    /// A JSON number, never a boolean (JSONSerialization gives both as NSNumber).
+    static func number(_ v: Any?) -> NSNumber? {
+        guard let n = v as? NSNumber, CFGetTypeID(n as CFTypeRef) != CFBooleanGetTypeID() else { return nil }
+        return n
     }
 
-    public func list(_ key: String) throws -> [Any?] {
-        guard let l = try need(key) as? [Any?] else { throw fail(key, "expected a list") }
+    static func boolean(_ v: Any?) -> Bool? {
+        guard let n = v as? NSNumber, CFGetTypeID(n as CFTypeRef) == CFBooleanGetTypeID() else { return nil }
+        return n.boolValue
+    }
+
+    /// A value as short text for messages (strings quoted, long values cut).
+    static func show(_ v: Any?) -> String {
+        let text: String
+        switch v {
+        case nil, is NSNull: text = "nothing"
+        case let s as String: text = "\"\(s)\""
+        case is [String: Any]: text = "an object"
+        case let l as [Any]: text = "[" + l.map { show($0) }.joined(separator: ", ") + "]"
+        default:
+            if let b = boolean(v) { text = b ? "true" : "false" } else if let n = number(v) { text = n.stringValue } else { text = "\(v!)" }
+        }
+        return text.count <= 60 ? text : String(text.prefix(57)) + "..."
+    }
+
+    public func obj(_ key: String) throws -> JSONObj {
+        guard let o = try need(key) as? [String: Any] else { throw fail(key, "expected an object") }
+        return JSONObj(dict: o, path: join(key), source: source)
+    }
+
+    public func list(_ key: String) throws -> [Any] {
+        guard let l = try need(key) as? [Any] else { throw fail(key, "expected a list") }
         return l
     }
 
     public func objList(_ key: String) throws -> [JSONObj] {
-        var out: [JSONObj] = []
-        for (i, v) in try list(key).enumerated() {
-            guard let o = v as? JSON.Object else { throw fail("\(key)[\(i)]", "expected an object") }
-            out.append(JSONObj(object: o, path: "\(join(key))[\(i)]", source: source))
+        let l = try list(key)
+        return try l.indices.map { (i: Int) throws -> JSONObj in
+            let v = l[i]
+            guard let o = v as? [String: Any] else { throw fail("\(key)[\(i)]", "expected an object") }
+            return JSONObj(dict: o, path: "\(join(key))[\(i)]", source: source)
         }
-        return out
     }
 
     public func string(_ key: String) throws -> String {
@@ -227,65 +108,89 @@ public struct JSONObj {
         return s
     }
 
-    public func number(_ key: String) throws -> JSONNumber {
-        guard let n = try need(key) as? JSONNumber else { throw fail(key, "expected a number") }
-        return n
-    }
-
-    public func double(_ key: String) throws -> Double { try number(key).doubleValue }
-
-    public func int(_ key: String) throws -> Int {
-        let n = try number(key)
-        guard let v = n.int64Value else { throw fail(key, "expected an integer, got \(n)") }
-        guard v >= Int64(Int32.min), v <= Int64(Int32.max) else { throw fail(key, "integer \(v) out of range") }
-        return Int(v)
-    }
-
-    public func long(_ key: String) throws -> Int64 {
-        let n = try number(key)
-        guard let v = n.int64Value else { throw fail(key, "expected an integer, got \(n)") }
-        return v
+    public func nonEmptyString(_ key: String) throws -> String {
+        let v = try need(key)
+        guard let s = v as? String, !s.isEmpty else { throw expected(key, "a non-empty string", v) }
+        return s
     }
 
     public func bool(_ key: String) throws -> Bool {
-        guard let b = try need(key) as? Bool else { throw fail(key, "expected true or false") }
+        let v = raw(key)
+        guard let b = JSONObj.boolean(v) else { throw expected(key, "true or false", v) }
         return b
     }
 
-    public func stringList(_ key: String) throws -> [String] {
-        var out: [String] = []
-        for (i, v) in try list(key).enumerated() {
-            guard let str = v as? String else { throw fail("\(key)[\(i)]", "expected a string") }
-            out.append(str)
+    public func double(_ key: String) throws -> Double {
+        guard let n = JSONObj.number(try need(key)) else { throw fail(key, "expected a number") }
+        return n.doubleValue
+    }
+
+    /// An integer in lo...hi (hi nil: no upper bound).
+    public func intIn(_ key: String, _ lo: Int64, _ hi: Int64?) throws -> Int {
+        let v = try need(key)
+        let range = "int in \(lo)..\(hi.map { String($0) } ?? "")"
+        guard let n = JSONObj.number(v), n.doubleValue == n.doubleValue.rounded(), abs(n.doubleValue) < 9.0e15 else {
+            throw expected(key, range, v)
         }
-        return out
+        let i = n.int64Value
+        if i < lo || (hi != nil && i > hi!) || i > Int64(Int32.max) { throw expected(key, range, v) }
+        return Int(i)
+    }
+
+    /// Any 32-bit integer.
+    public func int(_ key: String) throws -> Int { try intIn(key, Int64(Int32.min), Int64(Int32.max)) }
+
+    /// An integer of any size that fits Int64 (file sizes).
+    public func long(_ key: String) throws -> Int64 {
+        let v = try need(key)
+        guard let n = JSONObj.number(v), n.doubleValue == n.doubleValue.rounded() else { throw expected(key, "an integer", v) }
+        return n.int64Value
+    }
+
+    /// A number that stays finite as float32, in [lo, hi] ((lo, hi] when `openLo`).
+    public func numberIn(_ key: String, _ lo: Double, _ hi: Double, openLo: Bool = false) throws -> Double {
+        let v = try need(key)
+        let d = JSONObj.number(v)?.doubleValue
+        let ok = d.map { !$0.isNaN && Float($0).isFinite && (openLo ? $0 > lo : $0 >= lo) && $0 <= hi } ?? false
+        if !ok { throw expected(key, "number in \(openLo ? "(" : "[")\(lo), \(hi)]", v) }
+        return d!
+    }
+
+    /// One of `choices`.
+    public func choice(_ key: String, _ choices: [String]) throws -> String {
+        let v = raw(key)
+        guard let s = v as? String, choices.contains(s) else {
+            throw expected(key, "one of [" + choices.map { "\"\($0)\"" }.joined(separator: ", ") + "]", v)
+        }
+        return s
+    }
+
+    public func stringList(_ key: String) throws -> [String] {
+        let l = try list(key)
+        return try l.indices.map { (i: Int) throws -> String in
+            let v = l[i]
+            guard let s = v as? String else { throw fail("\(key)[\(i)]", "expected a string") }
+            return s
+        }
     }
 
     public func intList(_ key: String) throws -> [Int] {
-        var out: [Int] = []
-        for (i, v) in try list(key).enumerated() {
-            guard let n = v as? JSONNumber else { throw fail("\(key)[\(i)]", "expected an integer") }
-            guard let l = n.int64Value else { throw fail("\(key)[\(i)]", "expected an integer, got \(n)") }
-            guard l >= Int64(Int32.min), l <= Int64(Int32.max) else { throw fail("\(key)[\(i)]", "integer \(l) out of range") }
-            out.append(Int(l))
+        let l = try list(key)
+        return try l.indices.map { (i: Int) throws -> Int in
+            let v = l[i]
+            guard let n = JSONObj.number(v), n.doubleValue == n.doubleValue.rounded(), abs(n.doubleValue) <= Double(Int32.max) else {
+                throw fail("\(key)[\(i)]", "expected an integer")
+            }
+            return n.intValue
         }
-        return out
     }
 
     public func doubleList(_ key: String) throws -> [Double] {
-        var out: [Double] = []
-        for (i, v) in try list(key).enumerated() {
-            guard let n = v as? JSONNumber else { throw fail("\(key)[\(i)]", "expected a number") }
-            out.append(n.doubleValue)
+        let l = try list(key)
+        return try l.indices.map { (i: Int) throws -> Double in
+            let v = l[i]
+            guard let n = JSONObj.number(v) else { throw fail("\(key)[\(i)]", "expected a number") }
+            return n.doubleValue
         }
-        return out
-    }
-
-    /// Parses `text` and requires an object at the root; `source` names the file in errors.
-    public static func parse(_ text: String, source: String) throws -> JSONObj {
-        let root: Any?
-        do { root = try JSON.parse(text) } catch let e as LRFError { throw LRFError.invalid("\(source): \(e.message)") }
-        guard let o = root as? JSON.Object else { throw LRFError.invalid("\(source): expected a JSON object at the root") }
-        return JSONObj(object: o, path: "", source: source)
     }
 }

@@ -79,8 +79,18 @@ public enum PRNG {
     }
 }
 
+extension PRNG {
+    /// A seed as a bundle writes it (runtime/BUNDLE.md: a JSON string, digits only, no sign, no
+    /// leading zero except "0", below 2^64); nil for anything else.
+    public static func parseSeedString(_ text: String) -> UInt64? {
+        guard !text.isEmpty, text.count <= 20, text.allSatisfy({ ("0"..."9").contains($0) }),
+              text.count == 1 || !text.hasPrefix("0") else { return nil }
+        return UInt64(text)
+    }
+}
+
 /// Errors with an actionable message (what, where, what to do), as in the Kotlin core.
-public enum LRFError: Error, CustomStringConvertible, Equatable {
+public enum LRFError: Error, CustomStringConvertible, Equatable, Sendable {
     /// Bad input or a bundle the app cannot use (Kotlin: IllegalArgumentException).
     case invalid(String)
     /// A file is missing (Kotlin: FileNotFoundException).

@@ -1,7 +1,7 @@
 import XCTest
 @testable import LRFKit
 
-/// Mirror of PrngTest.kt, ScheduleTest.kt and PixelsTest.kt on the same golden vectors.
+/// Mirror of PrngTest.kt, ScheduleTest.kt, PixelsTest.kt and EditingTest.kt on the same golden vectors.
 final class GoldenVectorTests: XCTestCase {
     func cases() throws -> [JSONObj] { try Fixtures.golden().obj("prng").objList("cases") }
 
@@ -117,5 +117,58 @@ final class GoldenVectorTests: XCTestCase {
         XCTAssertEqual(Pixels.byteValue(1), 255)
         XCTAssertEqual(Pixels.byteValue(.nan), 0)
         XCTAssertThrowsMessage("needs 12 values, got 11") { _ = try Pixels.argbFromFloatCHW([Float](repeating: 0, count: 11), height: 2, width: 2) }
+    }
+
+    func testPixelHelpers() throws {
+        let argb: [UInt32] = [0xFF0A_141E, 0x80FF_8001]
+        XCTAssertEqual(Pixels.rgbBytes(fromARGB: argb), [10, 20, 30, 255, 128, 1])
+        XCTAssertEqual(Pixels.gray(fromARGB: argb), [20, 128])
+        let x = try Pixels.floatCHW(fromRGBBytes: [0, 127, 255, 10, 20, 30], height: 1, width: 2)
+        XCTAssertEqual(x, [-1, Float(10) / 127.5 - 1, Float(127) / 127.5 - 1, Float(20) / 127.5 - 1, 1, Float(30) / 127.5 - 1])
+        let all: [UInt8] = (0..<(256 * 3)).map { UInt8($0 / 3) }
+        let back = try Pixels.argbFromFloatCHW(try Pixels.floatCHW(fromRGBBytes: all, height: 1, width: 256), height: 1, width: 256)
+        XCTAssertEqual(Pixels.rgbBytes(fromARGB: back), all)                  // the decoder's rule inverts it exactly
+        let landscape = try Pixels.centerCrop(srcWidth: 1280, srcHeight: 720, dstWidth: 32, dstHeight: 32)
+        XCTAssertEqual([landscape.x, landscape.y, landscape.width, landscape.height], [280, 0, 720, 720])
+        let portrait = try Pixels.centerCrop(srcWidth: 720, srcHeight: 1280, dstWidth: 32, dstHeight: 32)
+        XCTAssertEqual([portrait.x, portrait.y, portrait.width, portrait.height], [0, 280, 720, 720])
+        let wide = try Pixels.centerCrop(srcWidth: 100, srcHeight: 100, dstWidth: 64, dstHeight: 32)
+        XCTAssertEqual([wide.x, wide.y, wide.width, wide.height], [0, 25, 100, 50])
+    }
+
+    // --- editing rules against lrf/editing.py ("editing" in golden_vectors.json) -------------
+
+    func testEditStartIndexMatchesPythonIncludingTies() throws {
+        let cases = try Fixtures.golden().obj("editing").objList("start")
+        XCTAssertGreaterThanOrEqual(cases.count, 30)
+        for c in cases {
+            let steps = try c.int("steps"), strength = try c.double("strength")
+            let ts = try Schedule.timesteps(steps: steps, shift: try c.double("shift"))
+            XCTAssertEqual(try Editing.startIndex(ts, strength: strength), try c.int("start_index"), "N=\(steps) strength=\(strength)")
+        }
+        XCTAssertEqual(try Editing.startIndex(try Schedule.timesteps(steps: 8, shift: 1), strength: 0.0625), 8)   // exact tie: smaller t
+    }
+
+    func testEditNoisedBlendAndMaskAreBitExact() throws {
+        let e = try Fixtures.golden().obj("editing")
+        let n = try e.int("n")
+        let zImg = PRNG.normal(seed: try PRNG.parseSeed(try e.string("z_img_seed")), count: n)
+        let noise = PRNG.normal(seed: try PRNG.parseSeed(try e.string("noise_seed")), count: n)
+        for c in try e.objList("noised") {
+            let t = Fixtures.floatBits([try c.string("t_bits")])[0]
+            XCTAssertEqual(Fixtures.bitsOf(try Editing.noised(zImg, noise, t: t)), try c.stringList("result_bits"), "t=\(t)")
+        }
+        let b = try e.obj("blend")
+        var z = PRNG.normal(seed: try PRNG.parseSeed(try b.string("latent_seed")), count: n)
+        let keep = try b.list("keep").map { $0 as! Bool }
+        try Editing.blend(&z, zImg, noise, t: Fixtures.floatBits([try b.string("t_bits")])[0], keep: keep)
+        XCTAssertEqual(Fixtures.bitsOf(z), try b.stringList("result_bits"))
+        for c in try e.objList("masks") {
+            let mask = try c.intList("mask").map { UInt8($0) }
+            let want = try c.list("keep").map { $0 as! Bool }
+            XCTAssertEqual(try Editing.latentKeepMask(mask, height: try c.int("height"), width: try c.int("width")), want)
+        }
+        XCTAssertThrowsMessage("strength must be a number in [0, 1]") { _ = try Editing.startIndex([1, 0], strength: 1.5) }
+        XCTAssertThrowsMessage("must be positive multiples of 8") { _ = try Editing.latentKeepMask([UInt8](repeating: 0, count: 96), height: 12, width: 8) }
     }
 }

@@ -3,19 +3,25 @@ package com.lrfmobile.demo
 import android.app.Application
 import android.graphics.Bitmap
 import android.graphics.BitmapFactory
+import android.net.Uri
 import androidx.compose.runtime.getValue
 import androidx.compose.runtime.mutableStateOf
 import androidx.compose.runtime.setValue
 import androidx.lifecycle.AndroidViewModel
 import androidx.lifecycle.viewModelScope
+import com.lrfmobile.core.ArgbImage
 import com.lrfmobile.core.BundleVerifier
+import com.lrfmobile.core.EditInput
 import com.lrfmobile.core.GeneratedImage
 import com.lrfmobile.core.GenerationCancelledException
 import com.lrfmobile.core.Generator
 import com.lrfmobile.core.GoldenCheck
+import com.lrfmobile.core.GoldenRun
 import com.lrfmobile.core.Manifest
 import com.lrfmobile.core.Mode
+import com.lrfmobile.core.Pixels
 import com.lrfmobile.core.Prng
+import com.lrfmobile.core.Schedule
 import kotlinx.coroutines.Dispatchers
 import kotlinx.coroutines.launch
 import kotlinx.coroutines.withContext
@@ -25,8 +31,9 @@ import java.util.concurrent.atomic.AtomicBoolean
 const val BUNDLE_ASSET_DIR = "lrf"
 
 /**
- * Screen state and the work behind it. Loading (sha256 of every file, golden self-check) and
- * generation run off the main thread; Compose state is written on the main thread only.
+ * Screen state and the work behind it. Loading (containment and sha256 of every file, golden
+ * self-check) and generation run off the main thread; Compose state is written on the main
+ * thread only. All model logic is in the tested core (com.lrfmobile.core).
  */
 class DemoViewModel(app: Application) : AndroidViewModel(app) {
     private val source = AssetSource(app.assets, BUNDLE_ASSET_DIR)
@@ -47,6 +54,11 @@ class DemoViewModel(app: Application) : AndroidViewModel(app) {
     var steps by mutableStateOf(8)
     var guidance by mutableStateOf(3f)
     var mode by mutableStateOf(Mode.AUTO)
+
+    /** "Start from a photo": the picked photo, centre-cropped and scaled to the bundle's size. */
+    var photo by mutableStateOf<Bitmap?>(null)
+        private set
+    var strength by mutableStateOf(0.6f)
 
     var running by mutableStateOf(false)
         private set
@@ -76,8 +88,9 @@ class DemoViewModel(app: Application) : AndroidViewModel(app) {
                 steps = m.defaultSteps
                 guidance = m.defaultGuidance
                 goldenReport = (if (report.ok) "Golden check passed\n" else "GOLDEN CHECK FAILED\n") + report
-                status = "${m.target} ${m.precision} bundle, ${m.files.size} files verified; fused N: " +
-                    (if (m.fusedSteps.isEmpty()) "none" else m.fusedSteps.joinToString())
+                status = "${m.target} ${m.precision} bundle (schema v${m.schemaVersion}" +
+                    (if (m.guidanceDistilled) ", guidance-distilled turbo" else "") + "), ${m.files.size} files verified; " +
+                    "denoise window ${m.window}" + (if (m.encoder == null) "; no encoder (no editing)" else "")
             }
         } catch (e: Exception) {
             withContext(Dispatchers.Main) {
@@ -91,8 +104,41 @@ class DemoViewModel(app: Application) : AndroidViewModel(app) {
         seedText = Prng.seedToString(java.util.Random().nextLong())
     }
 
-    /** Whether [mode] can run with the current step count. */
-    fun modeAvailable(mode: Mode): Boolean = mode != Mode.FUSED || manifest?.fusedGraph(steps) != null
+    /** Whether [mode] can run with the current step count (a fixed-K denoise graph needs N % K == 0). */
+    fun modeAvailable(mode: Mode): Boolean {
+        val m = manifest ?: return false
+        val fused = (if (mode == Mode.AUTO) m.defaultMode else mode) == Mode.FUSED
+        return try { Schedule.windows(steps, m.window, fused); true } catch (e: IllegalArgumentException) { false }
+    }
+
+    /** Decodes the picked photo off the main thread, centre-crops and scales it to the bundle's image size. */
+    fun setPhoto(uri: Uri) {
+        val m = manifest ?: return
+        val resolver = getApplication<Application>().contentResolver
+        viewModelScope.launch(Dispatchers.IO) {
+            val result = try {
+                val bounds = BitmapFactory.Options().apply { inJustDecodeBounds = true }
+                resolver.openInputStream(uri).use { BitmapFactory.decodeStream(it, null, bounds) }
+                require(bounds.outWidth > 0 && bounds.outHeight > 0) { "cannot read that photo (not an image?)" }
+                // decode at a power-of-two reduction that still leaves >= 2x the target size
+                var sample = 1
+                while (Math.min(bounds.outWidth, bounds.outHeight) / (sample * 2) >= 2 * Math.max(m.imageWidth, m.imageHeight)) sample *= 2
+                val opts = BitmapFactory.Options().apply { inSampleSize = sample; inPreferredConfig = Bitmap.Config.ARGB_8888 }
+                val full = resolver.openInputStream(uri).use { BitmapFactory.decodeStream(it, null, opts) }
+                    ?: throw IllegalArgumentException("cannot decode that photo")
+                val (x, y, w, h) = Pixels.centerCrop(full.width, full.height, m.imageWidth, m.imageHeight).toList()
+                Bitmap.createScaledBitmap(Bitmap.createBitmap(full, x, y, w, h), m.imageWidth, m.imageHeight, true)
+            } catch (e: Exception) {
+                withContext(Dispatchers.Main) { error = e.message ?: e.toString() }
+                null
+            }
+            if (result != null) withContext(Dispatchers.Main) { photo = result; error = null }
+        }
+    }
+
+    fun clearPhoto() {
+        photo = null
+    }
 
     fun generate() {
         val gen = generator ?: return
@@ -107,12 +153,18 @@ class DemoViewModel(app: Application) : AndroidViewModel(app) {
         val n = steps
         val g = guidance
         val m = if (modeAvailable(mode)) mode else Mode.AUTO
+        val input = photo?.let { bmp ->
+            val argb = IntArray(bmp.width * bmp.height)
+            bmp.getPixels(argb, 0, bmp.width, 0, 0, bmp.width, bmp.height)
+            EditInput(Pixels.rgbBytesFromArgb(argb), strength.toDouble())
+        }
         viewModelScope.launch(Dispatchers.Default) {
+            val onStep = { i: Int, total: Int ->
+                viewModelScope.launch(Dispatchers.Main) { progress = if (total == 0) 1f else i.toFloat() / total }
+                !cancelRequested.get()
+            }
             val result: GeneratedImage? = try {
-                gen.generate(label, seed, n, g, m) { i, total ->
-                    viewModelScope.launch(Dispatchers.Main) { progress = i.toFloat() / total }
-                    !cancelRequested.get()
-                }
+                if (input == null) gen.generate(label, seed, n, g, m, onStep) else gen.edit(input, label, seed, n, g, m, onStep)
             } catch (e: GenerationCancelledException) {
                 withContext(Dispatchers.Main) { error = e.message }
                 null
@@ -123,43 +175,39 @@ class DemoViewModel(app: Application) : AndroidViewModel(app) {
             withContext(Dispatchers.Main) {
                 if (result != null) {
                     image = Bitmap.createBitmap(result.argb, result.width, result.height, Bitmap.Config.ARGB_8888)
-                    timings = "${result.mode.name.lowercase()} N=${result.steps}: ${result.timings}"
+                    timings = "${if (input == null) "generate" else "edit"} ${result.mode.name.lowercase()} " +
+                        "${result.steps} steps in ${result.calls} calls: ${result.timings}"
                 }
                 running = false
             }
         }
     }
 
-    /** Asks the running generation to stop after the current step (no image is produced). */
+    /** Asks the running generation to stop after the current denoise call (no image is produced). */
     fun cancel() {
         cancelRequested.set(true)
     }
 
-    /** Runs the bundle's golden case stepwise and compares with golden image_stepwise.png. */
+    /** Runs every golden case of the bundle on this device and compares with its files' tolerances. */
     fun checkGoldenImage() {
         val gen = generator ?: return
-        val golden = gen.manifest.golden ?: run { error = "this bundle has no golden case"; return }
-        val pngPath = golden.files["image_stepwise"] ?: run { error = "golden.files has no image_stepwise"; return }
         running = true
         viewModelScope.launch(Dispatchers.Default) {
-            val line = try {
-                val img = gen.generate(golden.label, golden.seed, golden.steps, golden.guidance, Mode.STEPWISE)
-                val options = BitmapFactory.Options().apply { inPreferredConfig = Bitmap.Config.ARGB_8888; inScaled = false }
-                val png = source.open(pngPath).use { BitmapFactory.decodeStream(it, null, options) }
-                    ?: throw IllegalStateException("cannot decode $pngPath")
-                val want = IntArray(png.width * png.height)
-                png.getPixels(want, 0, png.width, 0, 0, png.width, png.height)
-                val psnr = GoldenCheck.psnr(img.argb, want)
-                val bar = golden.imagePsnrDb ?: 40.0
-                String.format("%s golden image: PSNR %.2f dB (bar %.0f dB)", if (psnr >= bar) "ok  " else "FAIL", psnr, bar)
-            } catch (e: Exception) {
-                "FAIL golden image: ${e.message}"
-            }
+            val report = GoldenRun.run(gen, source, ::decodePng)
             withContext(Dispatchers.Main) {
-                goldenReport = (goldenReport ?: "") + "\n" + line
+                goldenReport = (goldenReport ?: "") + "\n" + report
                 running = false
             }
         }
+    }
+
+    private fun decodePng(bytes: ByteArray): ArgbImage {
+        val options = BitmapFactory.Options().apply { inPreferredConfig = Bitmap.Config.ARGB_8888; inScaled = false }
+        val png = BitmapFactory.decodeByteArray(bytes, 0, bytes.size, options)
+            ?: throw IllegalArgumentException("cannot decode a golden PNG")
+        val argb = IntArray(png.width * png.height)
+        png.getPixels(argb, 0, png.width, 0, 0, png.width, png.height)
+        return ArgbImage(png.width, png.height, argb)
     }
 
     override fun onCleared() {

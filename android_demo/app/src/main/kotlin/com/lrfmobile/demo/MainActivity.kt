@@ -2,7 +2,10 @@ package com.lrfmobile.demo
 
 import android.os.Bundle
 import androidx.activity.ComponentActivity
+import androidx.activity.compose.rememberLauncherForActivityResult
 import androidx.activity.compose.setContent
+import androidx.activity.result.PickVisualMediaRequest
+import androidx.activity.result.contract.ActivityResultContracts
 import androidx.compose.foundation.Image
 import androidx.compose.foundation.layout.Arrangement
 import androidx.compose.foundation.layout.Box
@@ -75,7 +78,8 @@ fun DemoScreen(vm: DemoViewModel) {
             )
             OutlinedButton(onClick = vm::randomSeed, enabled = !vm.running) { Text("Random") }
         }
-        Text("Steps: ${vm.steps}" + if (manifest.fusedGraph(vm.steps) != null) " (fused graph available)" else "")
+        PhotoSource(vm, hasEncoder = manifest.encoder != null)
+        Text("Steps: ${vm.steps}")
         Slider(
             value = vm.steps.toFloat(), onValueChange = { vm.steps = it.toInt().coerceIn(1, MAX_STEPS) },
             valueRange = 1f..MAX_STEPS.toFloat(), steps = MAX_STEPS - 2, enabled = !vm.running
@@ -95,7 +99,7 @@ fun DemoScreen(vm: DemoViewModel) {
             }
         }
         Row(horizontalArrangement = Arrangement.spacedBy(8.dp)) {
-            Button(onClick = vm::generate, enabled = !vm.running) { Text("Generate") }
+            Button(onClick = vm::generate, enabled = !vm.running) { Text(if (vm.photo == null) "Generate" else "Edit photo") }
             OutlinedButton(onClick = vm::cancel, enabled = vm.running) { Text("Cancel") }
             OutlinedButton(onClick = vm::checkGoldenImage, enabled = !vm.running) { Text("Golden test") }
         }
@@ -109,6 +113,32 @@ fun DemoScreen(vm: DemoViewModel) {
         }
         vm.timings?.let { Text(it, style = MaterialTheme.typography.bodySmall) }
         vm.goldenReport?.let { Text(it, style = MaterialTheme.typography.bodySmall, fontFamily = FontFamily.Monospace) }
+    }
+}
+
+/** "Start from a photo": the system photo picker (no storage permission), then a strength slider. */
+@Composable
+private fun PhotoSource(vm: DemoViewModel, hasEncoder: Boolean) {
+    val picker = rememberLauncherForActivityResult(ActivityResultContracts.PickVisualMedia()) { uri ->
+        if (uri != null) vm.setPhoto(uri)
+    }
+    Row(verticalAlignment = Alignment.CenterVertically, horizontalArrangement = Arrangement.spacedBy(8.dp)) {
+        OutlinedButton(
+            onClick = { picker.launch(PickVisualMediaRequest(ActivityResultContracts.PickVisualMedia.ImageOnly)) },
+            enabled = !vm.running && hasEncoder
+        ) { Text(if (hasEncoder) "Start from a photo" else "Editing needs a bundle with an encoder") }
+        if (vm.photo != null) OutlinedButton(onClick = vm::clearPhoto, enabled = !vm.running) { Text("Clear") }
+    }
+    val photo = vm.photo ?: return
+    Row(verticalAlignment = Alignment.CenterVertically, horizontalArrangement = Arrangement.spacedBy(12.dp)) {
+        Image(bitmap = photo.asImageBitmap(), contentDescription = "input photo", filterQuality = FilterQuality.None,
+            modifier = Modifier.size(96.dp))
+        Column(Modifier.weight(1f)) {
+            // 0 returns the photo (encode + decode), 1 ignores it (plain generation)
+            Text(String.format("Strength: %.2f (0 keeps the photo, 1 ignores it)", vm.strength))
+            Slider(value = vm.strength, onValueChange = { vm.strength = Math.round(it * 20) / 20f },
+                valueRange = 0f..1f, steps = 19, enabled = !vm.running)
+        }
     }
 }
 

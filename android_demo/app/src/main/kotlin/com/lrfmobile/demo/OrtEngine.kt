@@ -1,23 +1,27 @@
 package com.lrfmobile.demo
 
+import ai.onnxruntime.NodeInfo
 import ai.onnxruntime.OnnxJavaType
 import ai.onnxruntime.OnnxTensor
 import ai.onnxruntime.OrtEnvironment
 import ai.onnxruntime.OrtSession
+import ai.onnxruntime.TensorInfo
 import com.lrfmobile.core.BundleSource
 import com.lrfmobile.core.DType
 import com.lrfmobile.core.Engine
 import com.lrfmobile.core.GraphSession
 import com.lrfmobile.core.GraphSpec
 import com.lrfmobile.core.Tensor
+import com.lrfmobile.core.TensorPacking
 import java.nio.ByteBuffer
 import java.nio.FloatBuffer
 import java.nio.IntBuffer
 
 /**
- * ONNX Runtime for Android behind the core's [Engine] interface. Graph files are read from the
- * bundle by the manifest's `file` entry; tensors are converted by dtype. The core's
- * [com.lrfmobile.core.Generator] validates shapes/dtypes before and after every call.
+ * ONNX Runtime for Android behind the core's [Engine] interface: a thin adapter over the core's
+ * [TensorPacking] (conversions and signature checks, tested on the JVM). Graph files are read
+ * from the bundle by the manifest's `file` entry, through the [BundleSource]'s containment
+ * checks. The core's [com.lrfmobile.core.Generator] validates every call's tensors.
  */
 class OrtEngine(private val source: BundleSource, private val threads: Int) : Engine {
     private val env: OrtEnvironment = OrtEnvironment.getEnvironment()
@@ -26,11 +30,30 @@ class OrtEngine(private val source: BundleSource, private val threads: Int) : En
         require(graph.format == "onnx") {
             "graph ${graph.name} has format '${graph.format}'; this app runs ONNX bundles (lrf-export --target onnx)"
         }
+        require(graph.externalData.isEmpty()) {
+            "graph ${graph.name} keeps tensors in external data files (${graph.externalData.joinToString()}); this app " +
+                "loads single-file ONNX graphs: re-export the bundle without external data"
+        }
         val options = OrtSession.SessionOptions()
         options.setIntraOpNumThreads(threads)
         options.setOptimizationLevel(OrtSession.SessionOptions.OptLevel.ALL_OPT)
+        // from bytes, never from a path: an external-data reference would make ORT open files
+        // next to the graph that the bundle checks never saw, so such a graph fails here
         val session = env.createSession(source.readBytes(graph.file), options)
+        try {
+            TensorPacking.checkSignature(graph, infos(session.inputInfo), infos(session.outputInfo))
+        } catch (e: Exception) {
+            session.close()
+            options.close()
+            throw e
+        }
         return OrtGraphSession(env, session, options)
+    }
+
+    private fun infos(nodes: Map<String, NodeInfo>): List<TensorPacking.EngineTensorInfo> = nodes.values.map { node ->
+        val info = node.info as? TensorInfo
+            ?: throw IllegalArgumentException("graph value '${node.name}' is not a tensor; re-export the bundle")
+        TensorPacking.EngineTensorInfo(node.name, info.type.name, info.shape)
     }
 }
 
@@ -43,12 +66,20 @@ private class OrtGraphSession(
     override fun run(inputs: Map<String, Tensor>): Map<String, Tensor> {
         val feeds = LinkedHashMap<String, OnnxTensor>()
         try {
-            for ((name, t) in inputs) feeds[name] = toOnnx(t)
+            for ((name, t) in inputs) feeds[name] = toOnnx(TensorPacking.pack(t))
             session.run(feeds).use { result ->
                 val out = LinkedHashMap<String, Tensor>()
                 for (entry in result) {
-                    val value = entry.value
-                    if (value is OnnxTensor) out[entry.key] = fromOnnx(value)
+                    val v = entry.value as? OnnxTensor
+                        ?: throw IllegalStateException("ONNX output '${entry.key}' is not a tensor")
+                    val buffer = when (v.info.type) {
+                        OnnxJavaType.FLOAT -> v.floatBuffer
+                        OnnxJavaType.INT32 -> v.intBuffer
+                        OnnxJavaType.UINT8 -> v.byteBuffer
+                        else -> null
+                    } ?: throw IllegalArgumentException(
+                        "ONNX output '${entry.key}' has element type ${v.info.type}; a bundle graph uses only float32, int32 and uint8")
+                    out[entry.key] = TensorPacking.unpack(v.info.type.name, v.info.shape, buffer, "ONNX output '${entry.key}'")
                 }
                 return out
             }
@@ -57,32 +88,10 @@ private class OrtGraphSession(
         }
     }
 
-    private fun toOnnx(t: Tensor): OnnxTensor {
-        val shape = LongArray(t.shape.size) { t.shape[it].toLong() }
-        return when (t.dtype) {
-            DType.FLOAT32 -> OnnxTensor.createTensor(env, FloatBuffer.wrap(t.floats!!), shape)
-            DType.INT32 -> OnnxTensor.createTensor(env, IntBuffer.wrap(t.ints!!), shape)
-            DType.UINT8 -> OnnxTensor.createTensor(env, ByteBuffer.wrap(t.bytes!!), shape, OnnxJavaType.UINT8)
-        }
-    }
-
-    private fun fromOnnx(v: OnnxTensor): Tensor {
-        val shape = IntArray(v.info.shape.size) { v.info.shape[it].toInt() }
-        return when (v.info.type) {
-            OnnxJavaType.FLOAT -> {
-                val buf = v.floatBuffer
-                Tensor.f32(shape, FloatArray(buf.remaining()).also { buf.get(it) })
-            }
-            OnnxJavaType.INT32 -> {
-                val buf = v.intBuffer
-                Tensor.i32(shape, IntArray(buf.remaining()).also { buf.get(it) })
-            }
-            OnnxJavaType.UINT8 -> {
-                val buf = v.byteBuffer
-                Tensor.u8(shape, ByteArray(buf.remaining()).also { buf.get(it) })
-            }
-            else -> throw IllegalStateException("ONNX output of type ${v.info.type} is not float32, int32 or uint8")
-        }
+    private fun toOnnx(p: TensorPacking.Packed): OnnxTensor = when (p.dtype) {
+        DType.FLOAT32 -> OnnxTensor.createTensor(env, p.buffer as FloatBuffer, p.shape)
+        DType.INT32 -> OnnxTensor.createTensor(env, p.buffer as IntBuffer, p.shape)
+        DType.UINT8 -> OnnxTensor.createTensor(env, p.buffer as ByteBuffer, p.shape, OnnxJavaType.UINT8)
     }
 
     override fun close() {

@@ -16,118 +16,170 @@ interface Engine {
 /** The progress callback returned false: no image is produced. */
 class GenerationCancelledException(message: String) : RuntimeException(message)
 
+/** AUTO is the bundle's `sampling.mode`. */
 enum class Mode { AUTO, FUSED, STEPWISE }
 
-/** Wall-clock milliseconds of each phase of one generation. */
-class Timings(val noiseMs: Double, val denoiseMs: Double, val decodeMs: Double, val totalMs: Double) {
+/** Wall-clock milliseconds of each phase of one generation (encode is 0 unless editing). */
+class Timings(val encodeMs: Double, val denoiseMs: Double, val decodeMs: Double, val totalMs: Double) {
     override fun toString(): String =
-        String.format("noise %.1f ms, denoise %.1f ms, decode %.1f ms, total %.1f ms", noiseMs, denoiseMs, decodeMs, totalMs)
+        String.format("encode %.1f ms, denoise %.1f ms, decode %.1f ms, total %.1f ms", encodeMs, denoiseMs, decodeMs, totalMs)
 }
 
-/** An ARGB_8888 image (row-major) with how it was made. */
-class GeneratedImage(val width: Int, val height: Int, val argb: IntArray, val steps: Int, val mode: Mode, val timings: Timings)
+/** An ARGB_8888 image (row-major) with how it was made; [calls] = denoise graph calls. */
+class GeneratedImage(val width: Int, val height: Int, val argb: IntArray, val steps: Int, val mode: Mode,
+                     val calls: Int, val timings: Timings)
+
+/** A validated request: steps, guidance, mode resolved against the manifest's defaults. */
+class Request(val label: Int, val seed: Long, val steps: Int, val guidance: Float, val mode: Mode)
+
+/** An edit's input: RGB bytes [H, W, 3] at the bundle's image size, and an optional keep mask [H, W]. */
+class EditInput(val rgb: ByteArray, val strength: Double, val keepMask: ByteArray? = null)
 
 /**
- * Images from a bundle: a mirror of runtime/generator.py `Generator` for one image at a time.
- * Graph sessions open on first use. Thread-safety: calls are serialised by a lock on this
- * object (mobile engines are cheapest driven from one worker thread anyway).
+ * Images from a bundle: a mirror of runtime/generator.py `Generator` for one image at a time,
+ * following runtime/BUNDLE.md sections 1 and 8. Graph sessions open on first use; tensors are
+ * bound by role. Thread-safety: calls are serialised by a lock on this object.
  */
 class Generator(val manifest: Manifest, private val engine: Engine) : Closeable {
     private val sessions = HashMap<String, GraphSession>()
     private var closed = false
 
-    /** Default/validated (steps, guidance, mode) as in runtime/generator.py `resolve`. */
-    fun resolve(steps: Int?, guidance: Float?, mode: Mode): Triple<Int, Float, Mode> {
-        val n = steps ?: manifest.defaultSteps
-        require(n >= 1) { "steps must be >= 1, got $n" }
-        val g = guidance ?: manifest.defaultGuidance
-        require(!g.isNaN() && !g.isInfinite()) { "guidance must be a finite number, got $g" }
-        val m = if (mode == Mode.AUTO) (if (manifest.fusedGraph(n) != null) Mode.FUSED else Mode.STEPWISE) else mode
-        if (m == Mode.FUSED && manifest.fusedGraph(n) == null) {
-            throw IllegalArgumentException("no fused graph for steps=$n; this bundle has fused graphs for " +
-                (if (manifest.fusedSteps.isEmpty()) "no N" else manifest.fusedSteps.joinToString()) +
-                ": use one of those, stepwise mode, or re-export with --steps $n")
-        }
-        return Triple(n, g, m)
-    }
-
-    /** Label index checked against the manifest's classes. */
-    fun checkLabel(label: Int): Int {
+    /** Default/validated request, as runtime/generator.py `resolve` (BUNDLE.md 2.4). */
+    fun resolve(label: Int, seed: Long, steps: Int?, guidance: Float?, mode: Mode): Request {
+        val n = Schedule.checkSteps(steps ?: manifest.defaultSteps)
+        val g = Schedule.checkGuidance((guidance ?: manifest.defaultGuidance).toDouble())
         require(label >= 0 && label < manifest.classes.size) {
             "unknown label $label; valid: 0-${manifest.classes.size - 1} (${manifest.classes.joinToString()})"
         }
-        return label
+        val m = if (mode == Mode.AUTO) manifest.defaultMode else mode
+        Schedule.windows(n, manifest.window, m == Mode.FUSED)       // refuse an N the graph cannot split now
+        return Request(label, seed, n, g, m)
     }
 
     /**
      * One image for [label] and [seed] (unsigned 64-bit in a Long). [onStep] (i, n) is called
-     * after step i (1-based); fused mode calls it once with (n, n). Returning false throws
+     * after each denoise call with the steps done so far; returning false throws
      * [GenerationCancelledException] and returns no image.
      */
     @Synchronized
     fun generate(label: Int, seed: Long, steps: Int? = null, guidance: Float? = null, mode: Mode = Mode.AUTO,
                  onStep: ((Int, Int) -> Boolean)? = null): GeneratedImage {
         val t0 = System.nanoTime()
-        val (n, g, m) = resolve(steps, guidance, mode)
-        checkLabel(label)
-        val shape = intArrayOf(1) + manifest.latentShape                     // [1, C, h, w]
-        val noise = Prng.noise(seed, manifest.latentShape)
-        val t1 = System.nanoTime()
-        val labelT = Tensor.i32(intArrayOf(1), intArrayOf(label))
-        val guidanceT = Tensor.f32(intArrayOf(1), floatArrayOf(g))
-        val image: Tensor
-        val t2: Long
-        if (m == Mode.FUSED) {
-            image = run(manifest.fusedGraph(n)!!, listOf(Tensor.f32(shape, noise), labelT, guidanceT))[0]
-            t2 = System.nanoTime()
-            progress(onStep, n, n)
-        } else {
-            val z = sampleLatent(noise, shape, labelT, guidanceT, n, onStep)
-            t2 = System.nanoTime()
-            image = run(manifest.graph(Manifest.DECODER), listOf(Tensor.f32(shape, z)))[0]
-        }
-        val argb = toArgb(image)
+        val r = resolve(label, seed, steps, guidance, mode)
+        val (z, calls) = sample(r, null, onStep)
+        val t2 = System.nanoTime()
+        val argb = decode(z)
         val t3 = System.nanoTime()
-        return GeneratedImage(manifest.imageWidth, manifest.imageHeight, argb, n, m,
-            Timings(ms(t0, t1), ms(t1, t2), ms(t2, t3), ms(t0, t3)))
-    }
-
-    /** The stepwise Euler loop: step graph + [Schedule.eulerStep], on one latent. */
-    fun sampleLatent(noise: FloatArray, shape: IntArray, label: Tensor, guidance: Tensor, steps: Int,
-                     onStep: ((Int, Int) -> Boolean)?): FloatArray {
-        val ts = Schedule.timesteps(steps, manifest.shift)
-        val step = manifest.graph(Manifest.STEP)
-        val z = noise.copyOf()
-        for (i in 0 until steps) {
-            val v = run(step, listOf(Tensor.f32(shape, z), Tensor.f32(intArrayOf(1), floatArrayOf(ts[i])), label, guidance))[0]
-            Schedule.eulerStep(z, v.floats!!, ts[i], ts[i + 1])
-            progress(onStep, i + 1, steps)
-        }
-        return z
+        return GeneratedImage(manifest.imageWidth, manifest.imageHeight, argb, r.steps, r.mode, calls,
+            Timings(0.0, ms(t0, t2), ms(t2, t3), ms(t0, t3)))
     }
 
     /**
-     * Runs [graph] on inputs given in the manifest's input order; names come from the manifest.
-     * Inputs and outputs are checked against the manifest (expected vs actual dtype/shape).
+     * Image-to-image, or inpainting when [input] has a keep mask (BUNDLE.md 8): encode the
+     * input, noise it to t[i0] (i0 from the strength), denoise over t_i0 .. t_N, decode. Inpainting
+     * runs 1-step windows and re-imposes the kept region after each. Progress and cancel as in
+     * [generate], counting the steps this edit runs (N - i0).
      */
-    fun run(graph: GraphSpec, inputs: List<Tensor>): List<Tensor> {
-        require(inputs.size == graph.inputs.size) { "${graph.name}: expected ${graph.inputs.size} inputs, got ${inputs.size}" }
-        val bound = HashMap<String, Int>()
-        val feeds = LinkedHashMap<String, Tensor>()
-        for (k in inputs.indices) {
-            graph.inputs[k].check(inputs[k], graph.name, "input", bound)
-            feeds[graph.inputs[k].name] = inputs[k]
-        }
-        val result = session(graph).run(feeds)
-        return graph.outputs.map { spec ->
-            val t = result[spec.name] ?: throw IllegalStateException(
-                "${graph.name}: the engine returned no output '${spec.name}' (got ${result.keys.joinToString()})")
-            spec.check(t, graph.name, "output", bound)
-            t
-        }
+    @Synchronized
+    fun edit(input: EditInput, label: Int, seed: Long, steps: Int? = null, guidance: Float? = null,
+             mode: Mode = Mode.AUTO, onStep: ((Int, Int) -> Boolean)? = null): GeneratedImage {
+        val t0 = System.nanoTime()
+        val r = resolveEdit(input, label, seed, steps, guidance, mode)
+        val s = editStart(input, r)
+        val t1 = System.nanoTime()
+        val (z, calls) = denoise(s.latent, s.window, r, s.blend(), onStep)
+        val t2 = System.nanoTime()
+        val argb = decode(z)
+        val t3 = System.nanoTime()
+        return GeneratedImage(manifest.imageWidth, manifest.imageHeight, argb, s.window.size - 1, r.mode, calls,
+            Timings(ms(t0, t1), ms(t1, t2), ms(t2, t3), ms(t0, t3)))
     }
 
-    private fun toArgb(image: Tensor): IntArray {
+    /** [resolve] for an edit: the strength checked, and stepwise when inpainting. */
+    fun resolveEdit(input: EditInput, label: Int, seed: Long, steps: Int?, guidance: Float?, mode: Mode): Request {
+        Editing.checkStrength(input.strength)
+        return resolve(label, seed, steps, guidance, if (input.keepMask != null) Mode.STEPWISE else mode)
+    }
+
+    /** Where an edit starts (BUNDLE.md 8): the encoded input, the noise, the window t_i0 .. t_N and z at t_i0. */
+    class EditStart(val zImg: FloatArray, val noise: FloatArray, val window: FloatArray, val latent: FloatArray,
+                    val keep: BooleanArray?) {
+        /** Inpainting's after-step blend, or null for img2img. */
+        fun blend(): ((FloatArray, Float) -> Unit)? = keep?.let { k -> { z: FloatArray, t: Float -> Editing.blend(z, zImg, noise, t, k) } }
+    }
+
+    @Synchronized
+    fun editStart(input: EditInput, r: Request): EditStart {
+        val keep = input.keepMask?.let { Editing.latentKeepMask(it, manifest.imageHeight, manifest.imageWidth) }
+        val zImg = encode(input.rgb)
+        val noise = Prng.noise(r.seed, manifest.latentShape)
+        val ts = Schedule.timesteps(r.steps, manifest.shift)
+        val window = ts.copyOfRange(Editing.startIndex(ts, input.strength), ts.size)
+        return EditStart(zImg, noise, window, Editing.noised(zImg, noise, window[0]), keep)
+    }
+
+    /** The final latent of [r] (an edit when [input] is given) and the number of denoise calls. */
+    @Synchronized
+    fun sample(r: Request, input: EditInput?, onStep: ((Int, Int) -> Boolean)? = null): Pair<FloatArray, Int> {
+        if (input == null) return denoise(Prng.noise(r.seed, manifest.latentShape), Schedule.timesteps(r.steps, manifest.shift), r, null, onStep)
+        val s = editStart(input, r)
+        return denoise(s.latent, s.window, r, s.blend(), onStep)
+    }
+
+    /**
+     * The denoise loop over [ts] (K+1 times per window, windows from [Schedule.windows]), from
+     * latent [start]. [afterStep] (z, t) runs after every window (inpainting: windows of 1).
+     * Returns the final latent and the number of graph calls.
+     */
+    fun denoise(start: FloatArray, ts: FloatArray, r: Request, afterStep: ((FloatArray, Float) -> Unit)?,
+                onStep: ((Int, Int) -> Boolean)?): Pair<FloatArray, Int> {
+        val n = ts.size - 1
+        if (afterStep != null) require(manifest.window.allows(1)) {
+            "this bundle's denoise graph takes windows of ${manifest.window} steps; inpainting needs 1-step windows: re-export the bundle"
+        }
+        val ends = Schedule.windows(n, manifest.window, r.mode == Mode.FUSED && afterStep == null)
+        val shape = intArrayOf(1) + manifest.latentShape
+        val label = Tensor.i32(intArrayOf(1), intArrayOf(r.label))
+        val guidance = Tensor.f32(intArrayOf(1), floatArrayOf(r.guidance))
+        var z = start
+        var i0 = 0
+        for (i1 in ends) {
+            val window = Tensor.f32(intArrayOf(i1 - i0 + 1), ts.copyOfRange(i0, i1 + 1))
+            z = run(manifest.denoise, mapOf(GraphRoles.LATENT to Tensor.f32(shape, z), GraphRoles.TIMESTEPS to window,
+                GraphRoles.LABEL to label, GraphRoles.GUIDANCE to guidance)).getValue(GraphRoles.LATENT).floats!!
+            afterStep?.invoke(z, ts[i1])
+            progress(onStep, i1, n)
+            i0 = i1
+        }
+        return Pair(z, ends.size)
+    }
+
+    /** One denoise call over [window] (K+1 times) from [z]: the golden `denoise_first` check. */
+    @Synchronized
+    fun denoiseOnce(z: FloatArray, window: FloatArray, label: Int, guidance: Float): FloatArray =
+        run(manifest.denoise, mapOf(GraphRoles.LATENT to Tensor.f32(intArrayOf(1) + manifest.latentShape, z),
+            GraphRoles.TIMESTEPS to Tensor.f32(intArrayOf(window.size), window),
+            GraphRoles.LABEL to Tensor.i32(intArrayOf(1), intArrayOf(label)),
+            GraphRoles.GUIDANCE to Tensor.f32(intArrayOf(1), floatArrayOf(guidance)))).getValue(GraphRoles.LATENT).floats!!
+
+    /** RGB bytes [H, W, 3] at the bundle's image size -> the normalised latent [C*h*w]. */
+    @Synchronized
+    fun encode(rgb: ByteArray): FloatArray {
+        val enc = manifest.encoder ?: throw IllegalArgumentException(
+            "this bundle has no encoder graph, so it cannot edit images; re-export it with lrf-export (schema v2)")
+        val h = manifest.imageHeight
+        val w = manifest.imageWidth
+        require(rgb.size == h * w * 3) { "the input image must be ${w}x$h RGB (${h * w * 3} bytes), got ${rgb.size} bytes" }
+        val image = if (manifest.imageFormat == "float_nchw") Tensor.f32(intArrayOf(1, 3, h, w), Pixels.floatChwFromRgbBytes(rgb, h, w))
+            else Tensor.u8(intArrayOf(1, h, w, 3), rgb)
+        return run(enc, mapOf(GraphRoles.IMAGE to image)).getValue(GraphRoles.LATENT).floats!!
+    }
+
+    /** A latent [C*h*w] -> ARGB pixels of the bundle's image size. */
+    @Synchronized
+    fun decode(z: FloatArray): IntArray {
+        val image = run(manifest.decoder, mapOf(GraphRoles.LATENT to Tensor.f32(intArrayOf(1) + manifest.latentShape, z)))
+            .getValue(GraphRoles.IMAGE)
         val s = image.shape
         return if (image.dtype == DType.UINT8) {                                 // [1, H, W, 3]
             require(s[1] == manifest.imageHeight && s[2] == manifest.imageWidth && s[3] == 3) {
@@ -140,6 +192,30 @@ class Generator(val manifest: Manifest, private val engine: Engine) : Closeable 
             }
             Pixels.argbFromFloatChw(image.floats!!, s[2], s[3])
         }
+    }
+
+    /**
+     * Runs [graph] on inputs given by role; returns its outputs by role. Names come from the
+     * manifest; inputs and outputs are checked against it (expected vs actual dtype/shape, with
+     * dynamic dims bound across the call).
+     */
+    fun run(graph: GraphSpec, inputs: Map<String, Tensor>): Map<String, Tensor> {
+        val bound = HashMap<String, Int>()
+        val feeds = LinkedHashMap<String, Tensor>()
+        for (spec in graph.inputs) {
+            val t = inputs[spec.role] ?: throw IllegalArgumentException("${graph.name}: no tensor given for role '${spec.role}'")
+            spec.check(t, graph.name, "input", bound)
+            feeds[spec.name] = t
+        }
+        val result = session(graph).run(feeds)
+        val out = LinkedHashMap<String, Tensor>()
+        for (spec in graph.outputs) {
+            val t = result[spec.name] ?: throw IllegalStateException(
+                "${graph.name}: the engine returned no output '${spec.name}' (got ${result.keys.joinToString()})")
+            spec.check(t, graph.name, "output", bound)
+            out[spec.role] = t
+        }
+        return out
     }
 
     private fun session(graph: GraphSpec): GraphSession {

@@ -179,6 +179,43 @@ class JsonObj(val map: Map<String, Any?>, val path: String, val source: String) 
 
     fun has(key: String): Boolean = map.containsKey(key) && map[key] != null
 
+    /** The one-line form of runtime/BUNDLE.md 2.4: `<source>: <path>: expected <what>, got <value>`. */
+    fun expected(key: String?, what: String, got: Any?): Nothing = fail(key, "expected $what, got ${show(got)}")
+
+    /** The raw value at [key] (null when absent or null). */
+    fun raw(key: String): Any? = map[key]
+
+    fun nonEmptyString(key: String): String {
+        val v = need(key)
+        if (v !is String || v.isEmpty()) expected(key, "a non-empty string", v)
+        return v
+    }
+
+    /** An integer in [lo]..[hi] (inclusive; [hi] null = no upper bound). */
+    fun intIn(key: String, lo: Long, hi: Long?): Int {
+        val v = need(key)
+        val n = (v as? JsonNumber)?.let { try { it.toLongExact() } catch (e: IllegalArgumentException) { null } }
+        val range = "int in $lo..${hi ?: ""}"
+        if (n == null || n < lo || (hi != null && n > hi) || n > Int.MAX_VALUE) expected(key, range, v)
+        return n.toInt()
+    }
+
+    /** A number that stays finite as float32, in [lo, hi] (or (lo, hi] when [openLo]). */
+    fun numberIn(key: String, lo: Double, hi: Double, openLo: Boolean = false): Double {
+        val v = need(key)
+        val d = (v as? JsonNumber)?.toDouble()
+        val ok = d != null && !d.isNaN() && !d.toFloat().isInfinite() && (if (openLo) d > lo else d >= lo) && d <= hi
+        if (!ok) expected(key, "number in ${if (openLo) "(" else "["}$lo, $hi]", v)
+        return d!!
+    }
+
+    /** One of [choices]. */
+    fun choice(key: String, choices: List<String>): String {
+        val v = need(key)
+        if (v !is String || v !in choices) expected(key, "one of ${choices.joinToString(", ", "[", "]") { "\"$it\"" }}", v)
+        return v
+    }
+
     private fun need(key: String): Any = map[key] ?: fail(key, "missing (required)")
 
     fun obj(key: String): JsonObj {
@@ -236,6 +273,18 @@ class JsonObj(val map: Map<String, Any?>, val path: String, val source: String) 
     private fun join(key: String) = if (path.length == 0) key else "$path.$key"
 
     companion object {
+        /** A value as short JSON-like text for messages (strings quoted, long values cut). */
+        fun show(v: Any?): String {
+            val text = when (v) {
+                null -> "nothing"
+                is String -> "\"$v\""
+                is Map<*, *> -> "an object"
+                is List<*> -> v.joinToString(", ", "[", "]") { if (it is String) "\"$it\"" else it.toString() }
+                else -> v.toString()
+            }
+            return if (text.length <= 60) text else text.substring(0, 57) + "..."
+        }
+
         /** Parses [text] and requires an object at the root; [source] names the file in errors. */
         fun parse(text: String, source: String): JsonObj {
             val root = try { Json.parse(text) } catch (e: JsonException) {

@@ -44,6 +44,52 @@ object Pixels {
         return out
     }
 
+    /** ARGB ints -> RGB bytes [H, W, 3] (what the encoder graph takes); alpha is dropped. */
+    fun rgbBytesFromArgb(argb: IntArray): ByteArray {
+        val out = ByteArray(argb.size * 3)
+        for (p in argb.indices) {
+            out[3 * p] = (argb[p] ushr 16).toByte()
+            out[3 * p + 1] = (argb[p] ushr 8).toByte()
+            out[3 * p + 2] = argb[p].toByte()
+        }
+        return out
+    }
+
+    /**
+     * RGB bytes [H, W, 3] -> float32 [3, H, W] in [-1, 1]: what a `float_nchw` bundle's encoder
+     * takes (Core ML has no uint8 arrays): v / 127.5 - 1 in float32, as exporter/wrappers.py
+     * `uint8_nhwc_to_image` computes inside the uint8 graphs.
+     */
+    fun floatChwFromRgbBytes(rgb: ByteArray, height: Int, width: Int): FloatArray {
+        checkSize(rgb.size, height, width, "uint8 [H,W,3] image")
+        val plane = height * width
+        val out = FloatArray(3 * plane)
+        for (p in 0 until plane) for (c in 0 until 3) out[c * plane + p] = (rgb[3 * p + c].toInt() and 0xFF) / 127.5f - 1f
+        return out
+    }
+
+    /** A gray image decoded to ARGB (r = g = b) -> its 8-bit values (the green channel). */
+    fun grayFromArgb(argb: IntArray): ByteArray = ByteArray(argb.size) { (argb[it] ushr 8).toByte() }
+
+    /**
+     * The centred crop of a [srcWidth] x [srcHeight] photo with the aspect ratio of
+     * [dstWidth] x [dstHeight], as (x, y, width, height): what the apps cut before scaling a
+     * picked photo to the bundle's image size.
+     */
+    fun centerCrop(srcWidth: Int, srcHeight: Int, dstWidth: Int, dstHeight: Int): IntArray {
+        require(srcWidth > 0 && srcHeight > 0 && dstWidth > 0 && dstHeight > 0) {
+            "sizes must be positive, got ${srcWidth}x$srcHeight -> ${dstWidth}x$dstHeight"
+        }
+        // compare srcW/srcH with dstW/dstH in integers: no rounding decides which side is cut
+        return if (srcWidth.toLong() * dstHeight > srcHeight.toLong() * dstWidth) {
+            val w = Math.max(1L, srcHeight.toLong() * dstWidth / dstHeight).toInt()
+            intArrayOf((srcWidth - w) / 2, 0, w, srcHeight)
+        } else {
+            val h = Math.max(1L, srcWidth.toLong() * dstHeight / dstWidth).toInt()
+            intArrayOf(0, (srcHeight - h) / 2, srcWidth, h)
+        }
+    }
+
     private fun checkSize(available: Int, height: Int, width: Int, what: String) {
         require(height > 0 && width > 0) { "image size must be positive, got ${height}x$width" }
         require(available >= 3 * height * width) {

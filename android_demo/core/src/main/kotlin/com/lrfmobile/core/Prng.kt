@@ -95,6 +95,15 @@ object Prng {
         }
     }
 
+    /**
+     * A seed as a bundle writes it (runtime/BUNDLE.md: a JSON string, digits only, no sign, no
+     * leading zero except "0", below 2^64); null for anything else.
+     */
+    fun parseSeedString(text: String): Long? {
+        if (text.isEmpty() || text.length > 20 || !text.all { it in '0'..'9' } || (text.length > 1 && text[0] == '0')) return null
+        return try { java.lang.Long.parseUnsignedLong(text) } catch (e: NumberFormatException) { null }
+    }
+
     /** The unsigned decimal text of a seed (inverse of [parseSeed]). */
     fun seedToString(seed: Long): String = java.lang.Long.toUnsignedString(seed)
 

@@ -47,8 +47,11 @@ class Tensor private constructor(
     }
 }
 
-/** One graph input or output from the manifest; -1 in [shape] is a dynamic dim named in [dims]. */
-class TensorSpec(val name: String, val dtype: DType, val shape: IntArray, val dims: List<String>) {
+/**
+ * One graph input or output from the manifest: what it means ([role], how readers bind it),
+ * its tensor [name] in the file, dtype and shape; -1 in [shape] is a dynamic dim named in [dims].
+ */
+class TensorSpec(val name: String, val role: String, val dtype: DType, val shape: IntArray, val dims: List<String>) {
     /** The shape with dynamic dims shown by name, e.g. [batch, 4, 4, 4]. */
     fun describe(): String = shape.indices.joinToString(", ", "[", "]") {
         if (shape[it] < 0) dims[it] else shape[it].toString()
@@ -59,48 +62,64 @@ class TensorSpec(val name: String, val dtype: DType, val shape: IntArray, val di
      * [bound] carries the sizes of dynamic dims seen so far in this call (e.g. the batch), so
      * all tensors of one call agree.
      */
-    fun check(t: Tensor, graph: String, role: String, bound: MutableMap<String, Int>) {
+    fun check(t: Tensor, graph: String, side: String, bound: MutableMap<String, Int>) {
         if (t.dtype != dtype) {
-            throw IllegalArgumentException("$graph: $role '$name' expected dtype ${dtype.jsonName}, " +
+            throw IllegalArgumentException("$graph: $side '$name' ($role) expected dtype ${dtype.jsonName}, " +
                 "got ${t.dtype.jsonName} (shape ${t.shapeList()})")
         }
         if (t.shape.size != shape.size) {
-            throw IllegalArgumentException("$graph: $role '$name' expected shape ${describe()}, got ${t.shapeList()}")
+            throw IllegalArgumentException("$graph: $side '$name' ($role) expected shape ${describe()}, got ${t.shapeList()}")
         }
         for (k in shape.indices) {
             val size = t.shape[k]
             if (shape[k] >= 0 && size != shape[k]) {
-                throw IllegalArgumentException("$graph: $role '$name' expected shape ${describe()}, got ${t.shapeList()}")
+                throw IllegalArgumentException("$graph: $side '$name' ($role) expected shape ${describe()}, got ${t.shapeList()}")
             }
             if (shape[k] < 0) {
-                if (size < 1) throw IllegalArgumentException("$graph: $role '$name' dimension '${dims[k]}' must be >= 1, got ${t.shapeList()}")
+                if (size < 1) throw IllegalArgumentException("$graph: $side '$name' ($role) dimension '${dims[k]}' must be >= 1, got ${t.shapeList()}")
                 val seen = bound[dims[k]]
                 if (seen == null) bound[dims[k]] = size
                 else if (seen != size) throw IllegalArgumentException(
-                    "$graph: $role '$name' has ${dims[k]}=$size but another tensor has ${dims[k]}=$seen")
+                    "$graph: $side '$name' ($role) has ${dims[k]}=$size but another tensor has ${dims[k]}=$seen")
             }
         }
     }
 
     companion object {
         fun parse(o: JsonObj): TensorSpec {
-            val name = o.string("name")
-            val dtype = DType.fromJson(o.string("dtype"), "${o.source}: ${o.path}")
+            val name = o.nonEmptyString("name")
+            val role = o.nonEmptyString("role")
+            val dtype = DType.fromJson(o.string("dtype"), "${o.source}: ${o.path}.dtype")
             val shape = o.intList("shape").toIntArray()
             val dims = if (o.has("dims")) o.stringList("dims") else shape.indices.map { "d$it" }
-            if (dims.size != shape.size) o.fail("dims", "has ${dims.size} names but shape has ${shape.size} dims")
-            if (shape.any { it < -1 || it == 0 }) o.fail("shape", "sizes must be >= 1 or -1 (dynamic), got ${shape.toList()}")
-            return TensorSpec(name, dtype, shape, dims)
+            if (dims.size != shape.size) o.fail("dims", "expected ${shape.size} names (one per dim of shape), got ${dims.size}")
+            if (shape.any { it < -1 || it == 0 }) o.fail("shape", "expected sizes >= 1 or -1 (dynamic), got ${shape.toList()}")
+            return TensorSpec(name, role, dtype, shape, dims)
         }
     }
 }
 
-/** One graph entry of the manifest (`graphs.<name>`). */
+/** `graphs.denoise.window`: the window lengths K (steps per call) the file accepts; [max] null = any. */
+class WindowSpec(val min: Int, val max: Int?) {
+    fun allows(k: Int): Boolean = k >= min && (max == null || k <= max)
+    override fun toString(): String = if (max == null) "K >= $min" else if (max == min) "K = $min" else "K in $min..$max"
+}
+
+/** One graph entry of the manifest (`graphs.<name>`). Readers bind tensors by role. */
 class GraphSpec(
     val name: String,
     val file: String,
     val format: String,
     val inputs: List<TensorSpec>,
     val outputs: List<TensorSpec>,
-    val steps: Int?
-)
+    /** `denoise` only. */
+    val window: WindowSpec?,
+    /** ONNX only: files holding this graph's tensors (bundle-relative). */
+    val externalData: List<String>
+) {
+    fun input(role: String): TensorSpec = inputs.firstOrNull { it.role == role }
+        ?: throw IllegalArgumentException("graph $name has no input with role '$role'")
+
+    fun output(role: String): TensorSpec = outputs.firstOrNull { it.role == role }
+        ?: throw IllegalArgumentException("graph $name has no output with role '$role'")
+}

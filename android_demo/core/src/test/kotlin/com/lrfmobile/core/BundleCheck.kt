@@ -1,15 +1,18 @@
 package com.lrfmobile.core
 
+import java.io.ByteArrayInputStream
 import java.io.File
 import javax.imageio.ImageIO
 import kotlin.system.exitProcess
 
 /**
  * `run_tests.sh BUNDLE_DIR`: checks a bundle exported by the Python code with this Kotlin port,
- * exactly as the app does at load time (manifest validation, sha256 of every file, golden RNG /
- * timesteps / noise), plus the pixel conversion on the golden reference image (JVM-only: it
- * decodes the PNG with javax.imageio, which Android lacks, so it lives with the tests).
- * Exit status 0 when everything passes, 1 otherwise.
+ * exactly as the app does at load time: schema v2 validation, containment (no links, nothing
+ * unlisted), sha256 of every file, and the engine-free golden files (RNG vectors, every case's
+ * timesteps and noise) against their tolerances. With LRF_ENGINE_CMD set (a command that serves
+ * graph calls, see [ProcessEngine]; tests/test_cross_language.py runs an onnxruntime one) it also
+ * runs every golden case through the Kotlin Generator on the bundle's real graphs, as the app's
+ * Golden test does (GoldenRun). Exit status 0 when everything passes.
  */
 fun main(args: Array<String>) {
     if (args.size != 1) {
@@ -23,36 +26,32 @@ fun main(args: Array<String>) {
         println("FAIL load: ${e.message}")
         exitProcess(1)
     }
-    println("ok   load: ${manifest.target} ${manifest.precision}, ${manifest.files.size} files sha256-verified, " +
-        "graphs ${manifest.graphs.keys.sorted()}, fused N ${manifest.fusedSteps}, " +
-        "timesteps stored for N ${manifest.storedTimesteps.keys.sorted()} match this scheduler")
+    println("ok   load: ${manifest.target} ${manifest.precision} schema v${manifest.schemaVersion}, " +
+        "${manifest.files.size} files sha256-verified and nothing unlisted, graphs ${manifest.graphs.keys.sorted()}, " +
+        "denoise window ${manifest.window}, timesteps stored for N ${manifest.storedTimesteps.keys.sorted()} match this scheduler")
     val report = GoldenCheck.run(manifest, source)
     println(report)
     var ok = report.ok
     val golden = manifest.golden
-    val refFloat = golden?.files?.get("reference_float")
-    val refPng = golden?.files?.get("reference")
-    if (refFloat != null && refPng != null) {
-        try {
-            val x = GoldenCheck.readF32(source.readBytes(refFloat))             // [1, H, W, 3] NHWC in [-1, 1]
-            val img = source.open(refPng).use { ImageIO.read(it) } ?: throw IllegalArgumentException("cannot decode $refPng")
-            require(x.size == img.width * img.height * 3) { "$refFloat has ${x.size} values for a ${img.width}x${img.height} PNG" }
-            var mismatches = 0
-            for (y in 0 until img.height) for (xx in 0 until img.width) {
-                val base = 3 * (y * img.width + xx)
-                val want = img.getRGB(xx, y) and 0xFFFFFF
-                val got = (Pixels.toByteValue(x[base]) shl 16) or (Pixels.toByteValue(x[base + 1]) shl 8) or Pixels.toByteValue(x[base + 2])
-                if (got != want) mismatches++
-            }
-            require(mismatches == 0) { "$mismatches of ${img.width * img.height} pixels differ from $refPng" }
-            println("ok   pixels: reference float -> uint8 identical to $refPng (${img.width}x${img.height})")
-        } catch (e: Exception) {
-            ok = false
-            println("FAIL pixels: ${e.message}")
+    val engineCmd = System.getenv("LRF_ENGINE_CMD")
+    if (golden != null && engineCmd.isNullOrBlank()) {
+        println("note engine-only golden cases (checked on a device by the app's Golden test): " +
+            GoldenRun.caseIds(golden).joinToString())
+    } else if (golden != null) {
+        ProcessEngine(engineCmd!!.trim().split(Regex("\\s+")), File(args[0])).use { engine ->
+            val run = GoldenRun.run(Generator(manifest, engine), source, ::decodePng)
+            println(run)
+            ok = ok && run.ok
         }
-    } else {
-        ok = false
-        println("FAIL pixels: golden.files lacks reference_float/reference")
     }
     exitProcess(if (ok) 0 else 1)
+}
+
+/** PNG -> ARGB with javax.imageio; 8-bit gray is read from the raster (getRGB would apply a gamma). */
+private fun decodePng(bytes: ByteArray): ArgbImage {
+    val img = ImageIO.read(ByteArrayInputStream(bytes)) ?: throw IllegalArgumentException("cannot decode a golden PNG")
+    val argb = if (img.raster.numBands == 1) {
+        IntArray(img.width * img.height) { p -> img.raster.getSample(p % img.width, p / img.width, 0).let { v -> (0xFF shl 24) or (v shl 16) or (v shl 8) or v } }
+    } else img.getRGB(0, 0, img.width, img.height, null, 0, img.width)
+    return ArgbImage(img.width, img.height, argb)
 }

@@ -45,4 +45,34 @@ class PixelsTest {
             assertTrue(e.message!!.contains("needs 12 values, got 11"))
         }
     }
+
+    @Test
+    fun argbToRgbAndGray() {
+        val argb = intArrayOf(0xFF0A141E.toInt(), 0x80FF8001.toInt())
+        assertEquals(listOf(10, 20, 30, 255, 128, 1), Pixels.rgbBytesFromArgb(argb).map { it.toInt() and 0xFF })
+        assertEquals(listOf(20, 128), Pixels.grayFromArgb(argb).map { it.toInt() and 0xFF })
+        // RGB bytes -> ARGB -> RGB bytes is the identity
+        val rgb = ByteArray(12) { (it * 23).toByte() }
+        assertEquals(rgb.toList(), Pixels.rgbBytesFromArgb(Pixels.argbFromRgbBytes(rgb, 2, 2)).toList())
+    }
+
+    @Test
+    fun floatChwForFloatBundlesEncoders() {
+        val rgb = byteArrayOf(0, 127, 255.toByte(), 10, 20, 30)                  // 1x2 pixels
+        val x = Pixels.floatChwFromRgbBytes(rgb, 1, 2)
+        assertEquals(listOf(-1f, 10 / 127.5f - 1f, 127 / 127.5f - 1f, 20 / 127.5f - 1f, 1f, 30 / 127.5f - 1f), x.toList())
+        // and back through the decoder's uint8 rule: the identity on every byte value
+        val all = ByteArray(256 * 3) { (it / 3).toByte() }
+        val back = Pixels.argbFromFloatChw(Pixels.floatChwFromRgbBytes(all, 1, 256), 1, 256)
+        assertEquals(all.toList(), Pixels.rgbBytesFromArgb(back).toList())
+    }
+
+    @Test
+    fun centerCropKeepsTheTargetAspect() {
+        assertEquals(listOf(280, 0, 720, 720), Pixels.centerCrop(1280, 720, 32, 32).toList())    // landscape
+        assertEquals(listOf(0, 280, 720, 720), Pixels.centerCrop(720, 1280, 32, 32).toList())    // portrait
+        assertEquals(listOf(0, 0, 64, 64), Pixels.centerCrop(64, 64, 32, 32).toList())
+        assertEquals(listOf(0, 25, 100, 50), Pixels.centerCrop(100, 100, 64, 32).toList())
+        assertEquals(listOf(0, 0, 1, 1), Pixels.centerCrop(1, 1, 32, 32).toList())
+    }
 }

@@ -46,4 +46,24 @@ class ScheduleTest {
             assertTrue(e.message!!.contains("velocity"))
         }
     }
+
+    @Test
+    fun windowsSplitTheScheduleAsTheGraphAllows() {
+        val any = WindowSpec(1, null)
+        assertEquals(listOf(10), Schedule.windows(10, any, fused = true).toList())
+        assertEquals((1..10).toList(), Schedule.windows(10, any, fused = false).toList())
+        assertEquals(emptyList<Int>(), Schedule.windows(0, any, fused = true).toList())
+        val fixed = WindowSpec(4, 4)
+        assertEquals(listOf(4, 8, 12), Schedule.windows(12, fixed, fused = true).toList())
+        assertEquals(listOf(4, 8, 12), Schedule.windows(12, fixed, fused = false).toList())
+        // bounded windows: as long as allowed; a short tail the graph allows is kept, one it
+        // does not is refused (as runtime/scheduler.py `windows`: no rebalancing)
+        assertEquals(listOf(8, 16, 20), Schedule.windows(20, WindowSpec(1, 8), fused = true).toList())
+        assertEquals(listOf(5, 10, 13), Schedule.windows(13, WindowSpec(3, 5), fused = true).toList())
+        for ((n, w) in listOf(Pair(10, fixed), Pair(1, WindowSpec(2, 3)), Pair(11, WindowSpec(3, 5)))) {
+            try { Schedule.windows(n, w, fused = true); fail("$n $w") } catch (e: IllegalArgumentException) {
+                assertTrue(e.message!!, e.message!!.contains("cannot cover $n steps"))
+            }
+        }
+    }
 }

@@ -1,0 +1,36 @@
+"""Editing through a bundle: img2img and inpainting with the encoder, denoise and decoder graphs.
+
+:meth:`lrf.runtime.Generator.edit` calls :func:`edit`. The rules (window from ``strength``,
+pixel mask -> latent mask, blending) are ``lrf.editing``'s, shared with the PyTorch reference
+``lrf.models.reference.edit``; ``runtime/BUNDLE.md`` ("Editing") states them for other ports.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lrf import editing
+from lrf.runtime import scheduler
+from lrf.runtime.scheduler import OnStep
+
+
+def edit(gen, image, label: int | str, seed: int, strength: float, mask=None,
+         steps: int | None = None, guidance: float | None = None, mode: str | None = None,
+         on_step: OnStep | None = None) -> np.ndarray:
+    """One edited uint8 image [H, W, 3] (see :meth:`lrf.runtime.Generator.edit`)."""
+    _, h, w = gen.latent_shape
+    f = int(gen.manifest["codec"].get("scale_factor", 8))
+    img = editing.check_image(image, h * f, w * f, f)
+    keep = None if mask is None else editing.latent_keep_mask(mask, h * f, w * f, f)
+    n, g, mode = gen.resolve(steps, guidance, mode)
+    win = editing.window(scheduler.timesteps(n, gen.shift), strength)
+    y = np.asarray([gen.class_index(label)], dtype=np.int32)
+    noise = gen.noise([seed])
+    z_img = gen.encode(img[None])                                   # [1,C,h,w]
+    z = editing.noised(z_img, noise, win[0])
+    if len(win) > 1:
+        blend = None if keep is None else (
+            lambda zz, i: editing.blend(zz, z_img, noise, win[i], keep))
+        # inpainting resets the kept cells after every step, so it runs one step per call
+        z = gen.denoise(z, win, y, g, on_step, 1 if mode == "stepwise" or blend else None, blend)
+    return gen.decode(z)[0]

@@ -1,0 +1,180 @@
+"""The one schema check of a v2 ``manifest.json`` (``runtime/BUNDLE.md`` sections 2-4).
+
+Every field the runtime uses gets a type and a range here; a failure raises
+:class:`ManifestError` with one line: ``manifest.json: <field>: expected <what>, got <value>``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+
+from lrf.runtime import scheduler
+
+SCHEMA = "lrf-bundle"
+SCHEMA_VERSION = 2
+TARGETS = ("onnx", "executorch", "coreml")
+PRECISIONS = ("fp32", "int8")
+IMAGE_FORMATS = ("uint8_nhwc", "float_nchw")
+MODES = ("fused", "stepwise")
+RNG = {"name": "splitmix64-boxmuller", "version": 1}
+MAX_DIM = 4096
+MAX_CLASSES = 1000
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_SEED = re.compile(r"^(0|[1-9][0-9]{0,19})$")
+
+
+class ManifestError(ValueError):
+    """A manifest field has the wrong type or range (one line: field, expected, got)."""
+
+
+def _show(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def fail(path: str, expected: str, got) -> None:
+    raise ManifestError(f"manifest.json: {path}: expected {expected}, got {_show(got)}")
+
+
+def missing(obj: dict, key: str, path: str):
+    if not isinstance(obj, dict) or key not in obj:
+        raise ManifestError(f"manifest.json: {path}: missing (required field)")
+    return obj[key]
+
+
+def obj(parent: dict, key: str, path: str) -> dict:
+    v = missing(parent, key, path)
+    if not isinstance(v, dict):
+        fail(path, "an object", v)
+    return v
+
+
+def integer(parent: dict, key: str, path: str, lo: int, hi: int | None = None) -> int:
+    v = missing(parent, key, path)
+    if not isinstance(v, int) or isinstance(v, bool) or v < lo or (hi is not None and v > hi):
+        fail(path, f"int in {lo}..{'' if hi is None else hi}", v)
+    return v
+
+
+def number(parent: dict, key: str, path: str, lo: float, hi: float, open_lo: bool = False
+           ) -> float:
+    """A finite JSON number that stays finite as float32, in [lo, hi] ((lo, hi] if open_lo)."""
+    v = missing(parent, key, path)
+    with np.errstate(over="ignore"):
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) \
+            and bool(np.isfinite(np.float32(v))) and (v > lo if open_lo else v >= lo) and v <= hi
+    if not ok:
+        fail(path, f"number in {'(' if open_lo else '['}{lo}, {hi}]", v)
+    return float(v)
+
+
+def string(parent: dict, key: str, path: str, choices=None) -> str:
+    v = missing(parent, key, path)
+    if not isinstance(v, str) or (choices is not None and v not in choices) or not v:
+        fail(path, f"one of {list(choices)}" if choices else "a non-empty string", v)
+    return v
+
+
+def boolean(parent: dict, key: str, path: str) -> bool:
+    v = missing(parent, key, path)
+    if not isinstance(v, bool):
+        fail(path, "true or false", v)
+    return v
+
+
+def seed(value, path: str) -> int:
+    """A uint64 seed written as a decimal JSON string (BUNDLE.md: seeds are strings)."""
+    if not isinstance(value, str) or not _SEED.match(value) or int(value) >= 2**64:
+        fail(path, "a uint64 seed as a decimal string", value)
+    return int(value)
+
+
+def relpath(value, path: str) -> str:
+    """A bundle-relative path: '/'-separated, no empty/'.'/'..' parts, no '\\' or ':'."""
+    parts = value.split("/") if isinstance(value, str) else []
+    if not parts or any(p in ("", ".", "..") for p in parts) or "\\" in value or ":" in value:
+        fail(path, "a relative path inside the bundle", value)
+    return value
+
+
+def check_manifest(m: dict) -> None:
+    """Check every field the runtime uses (types and ranges) and the scheduler / RNG specs."""
+    if not isinstance(m, dict):
+        fail("(top level)", "an object", type(m).__name__)
+    string(m, "target", "target", TARGETS)
+    string(m, "precision", "precision", PRECISIONS)
+    model = obj(m, "model", "model")
+    boolean(model, "guidance_distilled", "model.guidance_distilled")
+    classes = missing(m, "classes", "classes")
+    if not isinstance(classes, list) or not 1 <= len(classes) <= MAX_CLASSES or \
+            not all(isinstance(c, str) and c for c in classes) or len(set(classes)) != len(classes):
+        fail("classes", f"a list of 1..{MAX_CLASSES} distinct non-empty strings", classes)
+    integer(m, "null_class", "null_class", len(classes), len(classes))
+    lat = obj(m, "latent", "latent")
+    c = integer(lat, "channels", "latent.channels", 1, MAX_DIM)
+    for k in ("height", "width"):
+        integer(lat, k, f"latent.{k}", 1, MAX_DIM)
+    img = obj(m, "image", "image")
+    string(img, "format", "image.format", IMAGE_FORMATS)
+    integer(img, "channels", "image.channels", 3, 3)
+    codec = obj(m, "codec", "codec")
+    f = integer(codec, "scale_factor", "codec.scale_factor", 8, 8)
+    integer(codec, "latent_channels", "codec.latent_channels", c, c)
+    for k in ("height", "width"):
+        want = f * lat[k]
+        integer(img, k, f"image.{k}", want, want)
+    for k, lo in (("latent_mean", -math.inf), ("latent_std", 0.0)):
+        v = missing(codec, k, f"codec.{k}")
+        if not isinstance(v, list) or len(v) != c or not all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+                and x > lo for x in v):
+            fail(f"codec.{k}", f"{c} finite numbers" + (" > 0" if lo == 0 else ""), v)
+    s = obj(m, "sampling", "sampling")
+    integer(s, "steps", "sampling.steps", 1, scheduler.MAX_STEPS)
+    number(s, "guidance", "sampling.guidance", *scheduler.GUIDANCE_RANGE)
+    shift = number(s, "shift", "sampling.shift", 0.0, 1e6, open_lo=True)
+    string(s, "mode", "sampling.mode", MODES)
+    check_scheduler(obj(m, "scheduler", "scheduler"), shift)
+    rng = obj(m, "rng", "rng")
+    string(rng, "name", "rng.name", [RNG["name"]])
+    integer(rng, "version", "rng.version", RNG["version"], RNG["version"])
+    files = obj(m, "files", "files")
+    if not files:
+        fail("files", "an object listing every bundle file", files)
+    for rel, meta in files.items():
+        where = f"files.{rel}"
+        relpath(rel, where)
+        if not isinstance(meta, dict):
+            fail(where, "an object {size, sha256}", meta)
+        integer(meta, "size", f"{where}.size", 0)
+        v = missing(meta, "sha256", f"{where}.sha256")
+        if not isinstance(v, str) or not _HEX64.match(v):
+            fail(f"{where}.sha256", "64 lowercase hex digits", v)
+    graphs = obj(m, "graphs", "graphs")
+    for required in ("denoise", "decoder"):
+        obj(graphs, required, f"graphs.{required}")
+
+
+def check_scheduler(sch: dict, shift: float) -> None:
+    """Type, shift and every listed timesteps list, bit-exact with the formula (BUNDLE.md 3)."""
+    string(sch, "type", "scheduler.type", [scheduler.SPEC["type"]])
+    s = number(sch, "shift", "scheduler.shift", 0.0, 1e6, open_lo=True)
+    if s != shift:
+        fail("scheduler.shift", f"{shift} (= sampling.shift)", s)
+    ts = obj(sch, "timesteps", "scheduler.timesteps")
+    for key, values in ts.items():
+        where = f"scheduler.timesteps.{key}"
+        if not key.isdigit() or not 1 <= int(key) <= scheduler.MAX_STEPS:
+            fail(where, f"a key N in 1..{scheduler.MAX_STEPS}", key)
+        n = int(key)
+        if not isinstance(values, list) or len(values) != n + 1 or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            fail(where, f"{n + 1} numbers", values)
+        want = scheduler.timesteps(n, s)
+        got = np.asarray(values, dtype=np.float64).astype(np.float32)
+        if not np.array_equal(got, want):
+            i = int(np.flatnonzero(got != want)[0])
+            fail(f"{where}[{i}]", f"{float(want[i])!r} (section 3 formula)", values[i])
