@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from lrf import prng
+from lrf.runtime.manifest import strict_json
 from lrf.runtime import Generator, scheduler
 
 if TYPE_CHECKING:  # golden vectors are importable without torch
@@ -205,7 +206,7 @@ def read_file(bundle, key: str):
                          f"with a shape list, got {entry['format']!r} {entry['shape']!r}")
     path = bundle.file(entry["file"])
     if entry["format"] == "json":
-        return json.loads(path.read_text(encoding="utf-8"))
+        return strict_json(path.read_bytes(), path.name)
     if entry["format"] == "png":
         try:
             with Image.open(path) as im:

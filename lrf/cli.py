@@ -224,3 +224,17 @@ def atomic_output(path: str | os.PathLike, flag: str = "--out") -> Iterator[Path
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink()
+
+
+def int_arg(flag: str, lo: int = 1, hi: int | None = None):
+    """An argparse ``type=`` for an integer option in [lo, hi]: one clear message otherwise."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} must be an integer, got {text!r}") from None
+        if v < lo or (hi is not None and v > hi):
+            bound = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
+            raise argparse.ArgumentTypeError(f"{flag} must be {bound}, got {v}")
+        return v
+    return parse

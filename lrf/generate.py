@@ -17,22 +17,12 @@ from __future__ import annotations
 
 import argparse
 
-from lrf.cli import Parser, atomic_output, check_output, entry
+from lrf.cli import Parser, int_arg, atomic_output, check_output, entry
 import math
 import os
 import sys
 
 import numpy as np
-
-
-def _steps(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--steps must be an integer, got {s!r}") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"--steps must be >= 1, got {v}")
-    return v
 
 
 def _finite(s: str) -> float:
@@ -67,17 +57,21 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_mutually_exclusive_group()
     src.add_argument("--checkpoint", help="checkpoint folder (default: the shipped cifar10 one)")
-    src.add_argument("--bundle", help="exported bundle folder, run through lrf.runtime")
+    src.add_argument("--bundle", nargs="?", const="", default=None,
+                     help="exported bundle folder, run through lrf.runtime (no torch); with no "
+                          "folder, the prebuilt turbo int8 bundle in models/bundles/")
     p.add_argument("--class", dest="cls", default=None, help="class name or index")
     p.add_argument("--seed", type=_seed, default=0)
-    p.add_argument("--steps", type=_steps, default=None, help="Euler steps (default: 50)")
+    p.add_argument("--steps", type=int_arg("--steps", 1, 1000), default=None,
+                   help="Euler steps, at most 1000 (default: the model's own)")
     p.add_argument("--guidance", type=_finite, default=None, help="CFG scale (default: 3.0)")
     p.add_argument("--mode", choices=["fused", "stepwise"], default=None,
                    help="bundle only: fused generator graph or step graph + decoder")
     p.add_argument("--backend", default="onnxruntime", help="bundle only: runtime backend")
     p.add_argument("--out", default=None, help="PNG for one image")
     p.add_argument("--grid", default=None, help="PNG grid, one row per class")
-    p.add_argument("--per-class", type=_steps, default=10, help="grid columns (seeds 0..N-1)")
+    p.add_argument("--per-class", type=int_arg("--per-class", 1, 100), default=10,
+                   help="grid columns (seeds 0..N-1), at most 100")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--init-image", default=None, help="edit this RGB image (PNG/JPEG)")
     p.add_argument("--strength", type=_strength, default=None,
@@ -167,7 +161,7 @@ def _edit_strength(args) -> float:
 def _bundle_images(args, labels, seeds):
     from lrf.runtime import Generator
 
-    gen = Generator.load(args.bundle, backend=args.backend)
+    gen = Generator.load(args.bundle or None, backend=args.backend)
     gen.tiling = args.tiling
     labels = [gen.class_index(c) for c in labels] if labels else None
     if args.init_image:
@@ -208,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         for flag, path in (("--out", args.out), ("--grid", args.grid)):
             if path:
                 check_output(path, flag)  # before minutes of sampling
-        backend = _bundle_images if args.bundle else _torch_images
+        backend = _bundle_images if args.bundle is not None else _torch_images
         classes, labels, run = backend(args, [args.cls] if args.cls is not None else [], None)
         if args.out:
             img = run(labels, [args.seed])[0]

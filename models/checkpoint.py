@@ -118,9 +118,22 @@ def load_checkpoint(path: str | os.PathLike | None = None) -> Checkpoint:
         manifest = json.loads((path / MANIFEST).read_text())
     except json.JSONDecodeError as e:
         raise ValueError(f"{path / MANIFEST}: not valid JSON ({e})") from e
+    if not isinstance(manifest, dict):
+        raise ValueError(f"{path / MANIFEST}: expected a JSON object, got {type(manifest).__name__}")
     if manifest.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path / MANIFEST}: format {manifest.get('format')!r}, expected "
                          f"{CHECKPOINT_FORMAT!r}")
+    if not isinstance(manifest.get("config"), dict):
+        raise ValueError(f"{path / MANIFEST}: config: expected an object of LRFConfig fields, got "
+                         f"{manifest.get('config')!r}")
+    sampling = manifest.get("sampling", {})
+    if not isinstance(sampling, dict):
+        raise ValueError(f"{path / MANIFEST}: sampling: expected an object, got {sampling!r}")
+    for key, kind in (("steps", int), ("guidance", (int, float)), ("shift", (int, float))):
+        v = sampling.get(key, DEFAULT_SAMPLING[key])
+        if not isinstance(v, kind) or isinstance(v, bool) or not v == v or (key != "guidance" and v <= 0):
+            raise ValueError(f"{path / MANIFEST}: sampling.{key}: expected a positive "
+                             f"{'integer' if kind is int else 'number'}, got {v!r}")
     cfg = LRFConfig.from_dict(manifest["config"])
     try:
         with safe_open(str(path / WEIGHTS), framework="pt") as f:

@@ -59,14 +59,15 @@ class Generator:
 
     # ------------------------------------------------------------------ life cycle
     @classmethod
-    def load(cls, bundle: str | os.PathLike, backend: str = "onnxruntime",
+    def load(cls, bundle: str | os.PathLike | None = None, backend: str = "onnxruntime",
              threads: int | None = None, verify: bool = True, preload: bool = False,
              **backend_options) -> "Generator":
-        """Open a bundle folder: the schema check, containment and every file's size and sha256
-        (``verify``), then the backend. Graphs open on first use (``preload=True`` opens them
+        """Open a bundle folder (default: the prebuilt turbo int8 ONNX bundle that ships in
+        ``models/bundles/``, :func:`default_bundle`): the schema check, containment and every
+        file's size and sha256 (``verify``), then the backend. Graphs open on first use (``preload=True`` opens them
         all now; each is checked against the manifest when opened). Extra keyword arguments go
         to the backend."""
-        b = open_bundle(bundle, verify=verify)
+        b = open_bundle(default_bundle() if bundle is None else bundle, verify=verify)
         gen = cls(b, get_backend(backend)(threads=threads, **backend_options))
         if preload:
             gen.open(*b.graphs)
@@ -210,6 +211,9 @@ class Generator:
         if not isinstance(latent, np.ndarray) or latent.ndim != 4:
             raise ValueError(f"decode: latent must be a numpy array [B,C,H',W'] float32, got "
                              f"{type(latent).__name__} {list(np.shape(latent))}")
+        if not np.isfinite(latent).all():   # a broken graph or bundle: never a silent black image
+            raise ValueError("decode: the latent holds NaN or infinite values (the denoise graph "
+                             "produced them); re-export the bundle or check its files")
         t = tiling.as_tiling(self.tiling)
         if t.applies(latent.shape[2], latent.shape[3]):  # tiles decoded by decode_whole, blended
             return tiling.decode_tiled(self.decode_whole, latent, t)

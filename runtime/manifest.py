@@ -32,6 +32,32 @@ V1_LINE = ("bundle schema v1 is no longer supported by this runtime (schema v2);
            "with lrf-export")
 
 
+GRAPH_FORMATS = ("onnx", "pte", "mlpackage")   # onnx, executorch and coreml graph files
+
+
+def _unique_keys(pairs):
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        dup = next(k for k in keys if keys.count(k) > 1)
+        raise ValueError(f"duplicate key {dup[:60]!r}")
+    return dict(pairs)
+
+
+def strict_json(raw: bytes, where: str):
+    """Strict JSON for untrusted files: UTF-8, no NaN/Infinity, no duplicate keys (readers in
+    other languages would disagree on which one wins), no over-long numbers; ValueError naming
+    ``where`` otherwise."""
+    def constant(c):
+        raise ValueError(f"non-standard constant {c}")
+
+    try:
+        return json.loads(raw.decode("utf-8"), parse_constant=constant,
+                          object_pairs_hook=_unique_keys)
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:   # JSONDecodeError too
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f"{where}: not valid JSON ({msg[:120]}); re-export the bundle") from None
+
+
 @dataclass(frozen=True)
 class TensorSpec:
     """One graph input or output: name, role, dtype and shape (-1 = dynamic, named in dims)."""
@@ -113,7 +139,7 @@ class GraphSpec:
         if not isinstance(d, dict):
             sc.fail(where, "a graph object", d)
         file = sc.relpath(sc.missing(d, "file", f"{where}.file"), f"{where}.file")
-        fmt = sc.string(d, "format", f"{where}.format")
+        fmt = sc.string(d, "format", f"{where}.format", GRAPH_FORMATS)
         tensors = {}
         for kind in ("inputs", "outputs"):
             lst = sc.missing(d, kind, f"{where}.{kind}")
@@ -205,12 +231,7 @@ def read_manifest(path: str | os.PathLike) -> dict:
     if size > MAX_MANIFEST_BYTES:
         raise ValueError(f"{MANIFEST} is {size} bytes, more than a bundle manifest can be "
                          f"({MAX_MANIFEST_BYTES}); re-export the bundle")
-    try:
-        manifest = json.loads(mpath.read_bytes().decode("utf-8"),
-                              parse_constant=lambda c: sc.fail("(value)", "strict JSON", c))
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
-        raise ValueError(f"{MANIFEST}: not valid JSON ({str(e).splitlines()[0]}); re-export "
-                         "the bundle") from None
+    manifest = strict_json(mpath.read_bytes(), MANIFEST)
     if not isinstance(manifest, dict) or manifest.get("schema") != SCHEMA:
         got = manifest.get("schema") if isinstance(manifest, dict) else type(manifest).__name__
         sc.fail("schema", repr(SCHEMA), got)

@@ -5,15 +5,11 @@ from __future__ import annotations
 
 import argparse
 
-from lrf.cli import Parser, entry
+from lrf.cli import Parser, int_arg, entry
 import sys
 
 
-def _positive_int(s: str) -> int:
-    v = int(s)
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {s}")
-    return v
+_positive_int = int_arg("value", 1)
 
 
 def build_parser() -> argparse.ArgumentParser:
