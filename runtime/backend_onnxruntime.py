@@ -34,6 +34,10 @@ def session_options(threads: int | None = None, optimization: str = "all",
     so.graph_optimization_level = LEVELS[optimization]
     so.enable_cpu_mem_arena = bool(memory_arena)
     so.log_severity_level = 3  # warnings about unused initializers etc. are not actionable
+    # int8 bundles store weight-only int8 (DequantizeLinear on constant weights): without QDQ
+    # fusion onnxruntime folds those into float constants once, at load. Measured bit-identical
+    # outputs and 2-5x faster calls on the shipped bundles (README, "Measured figures").
+    so.add_session_config_entry("session.disable_quant_qdq", "1")
     if threads is not None:
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1

@@ -231,7 +231,10 @@ def test_mistyped_or_missing_field_is_one_line(copy, path, value, match):
 def test_strict_json_and_not_an_object(copy):
     text = (copy / "manifest.json").read_text().replace('"guidance": 3.0', '"guidance": NaN', 1)
     (copy / "manifest.json").write_text(text)
-    _refused(copy, "expected strict JSON, got 'NaN'")
+    _refused(copy, r"manifest.json: not valid JSON \(non-standard constant NaN\)")
+    dup = (copy / "manifest.json").read_text().replace('"guidance": NaN', '"guidance": 3.0, "guidance": 9.0', 1)
+    (copy / "manifest.json").write_text(dup)      # readers would disagree on which one wins
+    _refused(copy, "not valid JSON \\(duplicate key 'guidance'\\)")
     (copy / "manifest.json").write_text("[1, 2]")
     _refused(copy, "schema: expected 'lrf-bundle', got 'list'")
 

@@ -4,8 +4,9 @@ Linux: one tiny int8 bundle exported once; its manifest (v2 graphs, roles, the f
 against the packages' own specs read back with coremltools; every weight the packages store
 read back from the MIL program and compared with the checkpoint's tensors (int8 re-quantised
 here with coremltools' own quantiser); the simulation of the packages re-run here against the
-PyTorch reference; metadata, bad options, the CLI. macOS (``-m macos``): real Core ML predictions
-of every graph against the PyTorch reference, at the bundle's bar.
+PyTorch reference; a turbo checkpoint at fp32 compute (weights stored exactly, one denoise
+window equal to the PyTorch step); metadata, bad options, the CLI. macOS (``-m macos``): real
+Core ML predictions of every graph against the PyTorch reference, at the bundle's bar.
 """
 
 from __future__ import annotations
@@ -130,51 +131,55 @@ def _stored_weights(pkg: Path) -> dict[str, tuple[str, np.ndarray, np.ndarray | 
     return out
 
 
-def _checkpoint_tensor(params: dict[str, torch.Tensor], op_name: str, shape) -> np.ndarray:
-    """The checkpoint parameter a package weight is named after (torch.export's ``p_<path>``),
-    in the stored layout."""
-    key = op_name.removeprefix("p_")
-    for suffix in ("_quantized", "_to_fp16"):
-        key = key.removesuffix(suffix)
-    p = params[key]
-    if tuple(p.shape) != tuple(shape) and p.dim() == 2:
-        p = p.t()
-    return p.reshape(shape).numpy()
-
-
-@pytest.mark.parametrize("graph", ["denoise", "decoder", "encoder"])
-def test_package_weights_are_the_checkpoints(bundle, ckpt, graph):
+@pytest.mark.parametrize("graph, prefix", [("denoise", "model_"),
+                                           ("decoder", "codec_ae_decoder_"),
+                                           ("encoder", "codec_ae_encoder_")])
+def test_package_weights_are_the_checkpoints(bundle, ckpt, graph, prefix):
     """int8 weights = the checkpoint's re-quantised by coremltools' quantiser; fp16 consts =
-    the checkpoint's rounded to fp16; every large parameter is stored compressed."""
+    the checkpoint's rounded to fp16; every large parameter of the graph is stored as int8."""
     from coremltools.converters.mil.mil import types
     from coremltools.optimize._utils import quantize_weight_by_dtype
 
     module = build_graphs(ckpt, image_format="float_nchw")[graph]
-    params = {n.replace(".", "_"): p.detach() for n, p in module.named_parameters()}
-    stored = _stored_weights(bundle / f"{graph}.mlpackage")
-    named = {k: v for k, v in stored.items()
-             if k.startswith("p_") and k.removeprefix("p_").removesuffix("_quantized")
-             .removesuffix("_to_fp16") in params}
-    assert len(named) >= len([p for p in params.values() if p.numel() > 2048]) > 0
-    n_int8 = 0
-    for op_name, (kind, dense, q) in named.items():
-        want = _checkpoint_tensor(params, op_name, dense.shape)
+    params = {n.replace(".", "_"): p.detach() for n, p in module.named_parameters()
+              if n.replace(".", "_").startswith(prefix)}
+    stored = {_param_key(k): (k, *v) for k, v in
+              _stored_weights(bundle / f"{graph}.mlpackage").items() if _param_key(k) in params}
+    assert len(stored) >= len(params) * 3 // 4      # a few are folded by the converter
+    kinds = {}
+    for key, (op_name, kind, dense, q) in stored.items():
+        want = _checkpoint_tensor(params[key], dense.shape)
+        kinds[key] = kind
         if kind == "const":                  # fp16 compute: the checkpoint's value in fp16
             assert np.array_equal(dense, want.astype(np.float16).astype(np.float32)), op_name
             continue
-        n_int8 += 1
-        axis = 0
-        q_ref, scale, _ = quantize_weight_by_dtype(want.astype(np.float16), (axis,), types.int8,
+        reduce = tuple(range(1, want.ndim))     # per output channel (axis 0)
+        q_ref, scale, _ = quantize_weight_by_dtype(want.astype(np.float16), reduce, types.int8,
                                                    "LINEAR_SYMMETRIC")
         # a rounding tie may fall either way: at most one step, on few elements
         diff = np.abs(q.astype(np.int32) - q_ref.astype(np.int32))
         assert diff.max() <= 1 and diff.mean() < 0.01, op_name
-        step = np.abs(scale).max()
-        assert np.abs(dense - want).max() <= step * 1.01, op_name
+        assert np.abs(dense - want).max() <= np.abs(scale).max() * 1.01, op_name
     big = [k for k, p in params.items() if p.numel() > coreml.WEIGHT_THRESHOLD]
-    assert n_int8 >= len(big) > 0
-    entry = _manifest(bundle)["graphs"][graph]
-    assert entry["quantization"]["method"] == "linear_symmetric"
+    assert big and all(kinds.get(k) == "int8" for k in big), (big, kinds)
+    small = [k for k, p in params.items() if p.numel() <= coreml.WEIGHT_THRESHOLD and k in kinds]
+    assert all(kinds[k] == "const" for k in small)
+
+
+def _param_key(op_name: str) -> str:
+    """The checkpoint parameter (``.`` as ``_``) a package weight is named after (torch.export's
+    ``p_<path>``, plus the converter's suffixes)."""
+    key = op_name.removeprefix("p_")
+    for suffix in ("_quantized", "_to_fp16"):
+        key = key.removesuffix(suffix)
+    return key
+
+
+def _checkpoint_tensor(p: torch.Tensor, shape) -> np.ndarray:
+    """A checkpoint parameter in the layout the package stores it."""
+    if tuple(p.shape) != tuple(shape) and p.dim() == 2:
+        p = p.t()
+    return p.reshape(shape).numpy()
 
 
 def test_simulation_of_the_packages_matches_the_reference(bundle, ckpt):
@@ -223,6 +228,43 @@ def test_simulation_refuses_weights_that_are_not_the_packages(bundle, ckpt):
     with pytest.raises(parity.ParityError, match="differs from the checkpoint"):
         coreml_sim.simulate_module(build_graphs(other, image_format="float_nchw")["decoder"],
                                    weights, "fp16", "decoder")
+
+
+def test_turbo_fp32_compute_stores_the_checkpoint_exactly(tiny_turbo_checkpoint, tmp_path):
+    """A guidance-distilled checkpoint at fp32 compute: no fp16 op, every stored weight equal
+    to the checkpoint's, and one denoise window of the packages' weights equal to the PyTorch
+    turbo step (one core call with guidance and step)."""
+    from lrf.models.flow import euler_sample
+
+    out = export_bundle("coreml", checkpoint=tiny_turbo_checkpoint, out=tmp_path / "turbo",
+                        steps=[1], parity_images=1, fidelity_images=0,
+                        options={"compute_precision": "fp32"}, log=lambda m: None)
+    m, ck = _manifest(out), load_checkpoint(tiny_turbo_checkpoint)
+    assert m["model"]["guidance_distilled"] is True
+    assert m["graphs"]["denoise"]["window"] == {"min": 1, "max": 1}
+    spec = coreml.load_spec(out / "denoise.mlpackage")
+    assert dict(spec.description.metadata.userDefined)["lrf.guidance_distilled"] == "true"
+    assert "FLOAT16" not in coreml.dtype_census(spec)
+    params = {n.replace(".", "_"): p.detach() for n, p in ck.model.named_parameters()}
+    stored = {_param_key(k): v for k, v in _stored_weights(out / "denoise.mlpackage").items()
+              if _param_key(k).removeprefix("model_") in params}
+    assert len(stored) >= len(params) * 3 // 4
+    for key, (kind, dense, _) in stored.items():
+        want = _checkpoint_tensor(params[key.removeprefix("model_")], dense.shape)
+        assert kind == "const" and np.array_equal(dense, want), key
+    runner = coreml_sim.SimulatedRunner(out, build_graphs(ck, image_format="float_nchw"),
+                                        _records(m), "fp32")
+    z = portable_noise([4], ck.config.latent_channels, (ck.config.latent_size,) * 2)
+    ts = scheduler.timesteps(2, float(ck.sampling["shift"]))
+    g = float(ck.sampling["guidance"])
+    got = runner.denoise(z.numpy(), ts[:2], np.int32([5]), np.float32([g]))
+    with torch.no_grad():
+        ref = euler_sample(ck.model, z, torch.tensor([5]), ts=torch.from_numpy(ts[:2]),
+                           guidance=torch.tensor([g]).view(-1, 1, 1, 1),
+                           null_class=ck.config.null_class)
+    err = parity.tensor_metrics(ref.numpy(), got)
+    assert err["finite"] and err["rel_max_abs"] < 1e-4, err
+    assert not np.array_equal(got, z.numpy())        # the window moved the latent
 
 
 def test_verify_package_catches_mismatches(bundle):
