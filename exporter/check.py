@@ -102,8 +102,9 @@ def check_bundle(path: str | Path, backend: str | None = None) -> str:
                 entry = golden["files"][key]
                 ok, measured = judge(entry["tolerance"], read_file(b, key), value)
                 shown = "n/a" if measured is None else f"{measured:.4g}"
-                _expect(ok, f"golden {key}: {entry['tolerance']['metric']} {shown} misses the "
-                            f"bar {entry['tolerance']['bar']} ({entry['file']})")
+                tol = entry["tolerance"] or {"metric": "exact", "bar": "identical"}
+                _expect(ok, f"golden {key}: {tol['metric']} {shown} misses the "
+                            f"bar {tol['bar']} ({entry['file']})")
                 if entry["tolerance"] is not None:
                     lines.append(f"golden {key}: {entry['tolerance']['metric']} {shown} "
                                  f"(bar {entry['tolerance']['bar']})")

@@ -32,6 +32,18 @@ from lrf.runtime.scheduler import GenerationCancelled, OnStep  # noqa: F401  (re
 MODES = ("fused", "stepwise")
 
 
+DEFAULT_BUNDLE = "cifar10-turbo-int8"
+
+
+def default_bundle(name: str = DEFAULT_BUNDLE) -> str:
+    """A prebuilt bundle shipped in the repository's ``models/bundles/`` (found without
+    importing ``lrf.models``, which needs torch)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("lrf.models")
+    return os.path.join(list(spec.submodule_search_locations)[0], "bundles", name)
+
+
 class Generator:
     """A loaded bundle. Create with :meth:`load`."""
 

@@ -26,7 +26,7 @@ def test_single_image_and_grid(tiny_checkpoint, tmp_path, capsys):
 
 @pytest.mark.parametrize("args,match", [
     (["--class", "unicorn"], "unknown class 'unicorn'"),
-    (["--class", "cat", "--steps", "0"], "--steps must be >= 1"),
+    (["--class", "cat", "--steps", "0"], "--steps must be in [1, 1000]"),
     (["--class", "cat", "--guidance", "nan"], "must be finite"),
     (["--class", "cat", "--guidance", "inf"], "must be finite"),
 ])
