@@ -22,7 +22,7 @@ from lrf.benchmarks.load import LoadMonitor
 from lrf.benchmarks import plan as P
 from lrf.benchmarks import report as R
 from lrf.benchmarks.limit import POLL_S, available_memory, format_size, parse_size, run_child
-from lrf.cli import Parser, entry
+from lrf.cli import Parser, entry, int_arg
 
 PROG = "lrf-bench"
 
@@ -85,16 +85,7 @@ def _seconds(text):
     return v
 
 
-def _int(flag, lo):
-    def parse(text):
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag} must be an integer, got {text!r}") from None
-        if v < lo:
-            raise argparse.ArgumentTypeError(f"{flag} must be >= {lo}, got {v}")
-        return v
-    return parse
+_int = int_arg  # lrf/cli.py: one integer parser for every CLI
 
 
 def build_parser() -> argparse.ArgumentParser:

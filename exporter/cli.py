@@ -16,19 +16,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lrf.cli import Parser, entry
+from lrf.cli import Parser, entry, int_arg
 
 
-def _int_at_least(flag: str, low: int):
-    def parse(s: str) -> int:
-        try:
-            v = int(s)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag} must be an integer, got {s!r}") from None
-        if v < low:
-            raise argparse.ArgumentTypeError(f"{flag} must be >= {low}, got {v}")
-        return v
-    return parse
+_int_at_least = int_arg  # lrf/cli.py: one integer parser for every CLI
 
 
 def _positive(flag: str):

@@ -18,7 +18,8 @@ import torch
 from tqdm import tqdm
 
 from lrf.models.codec import Codec
-from lrf.training.common import append_log, cosine_lr, load_state, plot_curve, save_state
+from lrf.training.common import (append_log, check_resume_config, cosine_lr, load_state, plot_curve,
+                                 save_state)
 from lrf.training.data import load_image_folder, to_tensor_range
 
 
@@ -68,10 +69,7 @@ def train_ae(data: str, out_dir: str, cfg: AEConfig, log=print) -> dict:
         st = load_state(state_path)
         # Only the epoch count may change on resume (shorten or extend a run: the cosine
         # schedule is re-derived from the new total from the current step on).
-        if {**st["config"], "epochs": cfg.epochs} != asdict(cfg):
-            raise ValueError(f"{state_path}: resume state was made with config {st['config']}, "
-                             f"not {asdict(cfg)}; use another --out or the same options "
-                             "(only --epochs may change)")
+        check_resume_config(state_path, st["config"], asdict(cfg), "epochs")
         if st["epoch"] >= cfg.epochs and st["config"]["epochs"] != cfg.epochs:
             raise ValueError(f"{state_path}: already {st['epoch']} epochs done; --epochs "
                              f"{cfg.epochs} would train none")

@@ -92,3 +92,20 @@ def plot_curve(log_path: str, png_path: str, key: str, title: str) -> None:
     fig.savefig(tmp)
     plt.close(fig)
     os.replace(tmp, png_path)
+
+
+def check_resume_config(state_path: str, saved: dict, cfg: dict, may_change: str) -> None:
+    """A resume state must come from the same options, except ``may_change`` (a run can be
+    shortened or extended); ValueError naming the state file otherwise."""
+    if {**saved, may_change: cfg[may_change]} != cfg:
+        raise ValueError(f"{state_path}: resume state was made with config {saved}, not {cfg}; "
+                         f"use another --out or the same options (only --{may_change.replace('_', '-')} "
+                         "may change)")
+
+
+def write_json_atomic(path: str, obj) -> None:
+    """JSON to a temp file beside ``path``, then renamed into place."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as fh:
+        json.dump(obj, fh, indent=2)
+    os.replace(tmp, path)

@@ -38,8 +38,8 @@ from tqdm import tqdm
 
 from lrf.models.codec import Codec
 from lrf.training.ae import encode_images, reconstruction_mse
-from lrf.training.common import (EMA, append_log, cosine_lr, load_state, plot_curve, read_log,
-                                 save_state)
+from lrf.training.common import (EMA, append_log, check_resume_config, cosine_lr, load_state,
+                                 plot_curve, read_log, save_state)
 from lrf.training.data import load_image_folder
 
 
@@ -181,10 +181,7 @@ def train_decoder(codec_path: str, data: str, out_dir: str, cfg: DecoderConfig,
         raise FileNotFoundError(f"--finish: no training state {state_path} to finish from")
     if os.path.isfile(state_path):
         st = load_state(state_path)
-        if {**st["config"], "epochs": cfg.epochs} != asdict(cfg):
-            raise ValueError(f"{state_path}: resume state was made with config {st['config']}, "
-                             f"not {asdict(cfg)}; use another --out or the same options "
-                             "(only --epochs may change)")
+        check_resume_config(state_path, st["config"], asdict(cfg), "epochs")
         if st["step"] >= total and not finish:
             raise ValueError(f"{state_path}: already {st['step']} steps done; --epochs "
                              f"{cfg.epochs} ({total} steps) would train none")
@@ -500,10 +497,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as e:
         print(f"{p.prog}: error: {e}", file=sys.stderr)
         return 2
-    tmp = args.json + ".tmp"
-    with open(tmp, "w") as fh:
-        json.dump(report, fh, indent=2)
-    os.replace(tmp, args.json)
+    from lrf.training.common import write_json_atomic
+
+    write_json_atomic(args.json, report)
     print(f"wrote {args.json}")
     return 0
 

@@ -218,7 +218,8 @@ def train_distill(teacher_dir: str, out_dir: str, traj: TrajectoryConfig, cfg: D
     eval, so it can run beside a trajectory job that is still adding chunks."""
     from lrf.models.checkpoint import load_checkpoint, save_checkpoint
     from lrf.models.lrf import count_parameters
-    from lrf.training.common import EMA, append_log, cosine_lr, load_state, plot_curve, save_state
+    from lrf.training.common import (EMA, append_log, check_resume_config, cosine_lr, load_state,
+                                      plot_curve, save_state)
 
     os.makedirs(out_dir, exist_ok=True)
     t_start = time.time()
@@ -245,11 +246,7 @@ def train_distill(teacher_dir: str, out_dir: str, traj: TrajectoryConfig, cfg: D
     step, spent = 0, 0.0
     if os.path.isfile(state_path):
         st = load_state(state_path)
-        same = {k: v for k, v in st["config"].items() if k != "steps"}
-        if same != {k: v for k, v in asdict(cfg).items() if k != "steps"}:
-            raise ValueError(f"{state_path}: resume state was made with {st['config']}, not "
-                             f"{asdict(cfg)}; use another --out or the same options "
-                             "(only --steps may change, to train longer)")
+        check_resume_config(state_path, st["config"], asdict(cfg), "steps")
         model.load_state_dict(st["model"])
         ema.load_state_dict(st["ema"])
         opt.load_state_dict(st["opt"])

@@ -186,10 +186,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{100 * d['fidelity_vs_round_trip']:.1f}% of the round-trip ceiling "
           f"({report['ceiling_round_trip']['fidelity']:.3f}); FD {d['frechet']:.2f}")
     if args.json:
-        tmp = args.json + ".tmp"
-        with open(tmp, "w") as fh:
-            json.dump(report, fh, indent=2)
-        os.replace(tmp, args.json)
+        from lrf.training.common import write_json_atomic
+
+        write_json_atomic(args.json, report)
         print(f"wrote {args.json}")
     return 0
 
