@@ -59,34 +59,32 @@ class DenoiseGraph(nn.Module):
                             guidance=guidance.view(-1, 1, 1, 1), null_class=self.null_class)
 
 
-class DecoderGraph(nn.Module):
-    """(latent [B,C,h,w], normalised) -> image [B,8h,8w,3] uint8 (or float NCHW in [-1,1])."""
-
-    input_names = ("latent",)
-    output_names = ("image",)
+class _CodecGraph(nn.Module):
+    """A graph around the codec that takes or emits images in ``image_format``."""
 
     def __init__(self, codec: nn.Module, image_format: str = "uint8_nhwc"):
         super().__init__()
         _check_format(image_format)
         self.codec = codec
         self.image_format = image_format
+
+
+class DecoderGraph(_CodecGraph):
+    """(latent [B,C,h,w], normalised) -> image [B,8h,8w,3] uint8 (or float NCHW in [-1,1])."""
+
+    input_names = ("latent",)
+    output_names = ("image",)
 
     def forward(self, latent):
         x = self.codec.decode(latent)                                 # [B,3,H,W] in ~[-1,1]
         return image_to_uint8_nhwc(x) if self.image_format == "uint8_nhwc" else x.clamp(-1, 1)
 
 
-class EncoderGraph(nn.Module):
+class EncoderGraph(_CodecGraph):
     """(image [B,H,W,3] uint8, or float NCHW in [-1,1]) -> normalised latent [B,C,H/8,W/8]."""
 
     input_names = ("image",)
     output_names = ("latent",)
-
-    def __init__(self, codec: nn.Module, image_format: str = "uint8_nhwc"):
-        super().__init__()
-        _check_format(image_format)
-        self.codec = codec
-        self.image_format = image_format
 
     def forward(self, image):
         x = uint8_nhwc_to_image(image) if self.image_format == "uint8_nhwc" else image

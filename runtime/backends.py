@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from lrf.runtime.manifest import GraphSpec
+from lrf.runtime.registry import register_class
 
 # name -> module that registers it (imported on first use only).
 BACKEND_MODULES: dict[str, str] = {
@@ -70,13 +71,7 @@ class Backend:
 
 def register_backend(name: str):
     """Class decorator: make a :class:`Backend` subclass available as ``name``."""
-    def deco(cls):
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"backend {name!r} registered twice ({_REGISTRY[name]} and {cls})")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-    return deco
+    return register_class(_REGISTRY, "backend", name)
 
 
 def available_backends() -> list[str]:

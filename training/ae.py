@@ -18,26 +18,20 @@ import torch
 from tqdm import tqdm
 
 from lrf.models.codec import Codec
-from lrf.training.common import (append_log, check_resume_config, cosine_lr, load_state, plot_curve,
-                                 save_state)
+from lrf.training.common import (TrainConfig, append_log, check_resume_config, cosine_lr, load_state,
+                                 plot_curve, save_state)
 from lrf.training.data import load_image_folder, to_tensor_range
 
 
 @dataclass(frozen=True)
-class AEConfig:
+class AEConfig(TrainConfig):
+    positive_fields = ("epochs", "batch_size")
+
     epochs: int = 10
     batch_size: int = 128
-    lr: float = 1e-3
-    warmup: int = 200
     latent_l2: float = 1e-3
-    bf16: bool = True
     hflip: bool = True
-    seed: int = 0
     limit_per_class: int | None = None  # tiny subsets for tests
-
-    def __post_init__(self):
-        if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
-            raise ValueError(f"AEConfig: epochs, batch_size and lr must be positive, got {self}")
 
 
 @torch.no_grad()

@@ -5,8 +5,32 @@ from __future__ import annotations
 import json
 import math
 import os
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The options every trainer's config shares: the batch, the AdamW learning rate with its
+    :func:`cosine_lr` warm-up, bf16 autocast and the seed. A subclass adds its own fields,
+    restates a default where its stage differs, and lists in ``positive_fields`` the counts
+    (its length, ``epochs`` or ``steps``, first) that must be >= 1. Saved configs are
+    ``asdict`` records compared as dicts, so the field order is free."""
+
+    batch_size: int = 256
+    lr: float = 1e-3
+    warmup: int = 200
+    bf16: bool = True   # autocast; measured 0.60 vs 6.7 s/step for flow (batch 256, 2 cores)
+    seed: int = 0
+
+    positive_fields: ClassVar[tuple[str, ...]] = ("batch_size",)
+
+    def __post_init__(self):
+        if min(getattr(self, k) for k in self.positive_fields) < 1 or not self.lr > 0:
+            raise ValueError(f"{type(self).__name__}: {', '.join(self.positive_fields)} and lr "
+                             f"must be positive, got {self}")
 
 
 def cosine_lr(step: int, total: int, base: float, warmup: int, final_frac: float = 0.01) -> float:

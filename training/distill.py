@@ -30,6 +30,8 @@ from dataclasses import asdict, dataclass
 import torch
 from tqdm import tqdm
 
+from lrf.training.common import TrainConfig
+
 TEACHER_STEPS = 50
 
 
@@ -135,23 +137,20 @@ STEP_SIZES = (1.0, 0.5, 0.25, 0.125)   # 1, 2, 4 and 8 steps from one set of wei
 
 
 @dataclass(frozen=True)
-class DistillConfig:
+class DistillConfig(TrainConfig):
+    positive_fields = ("steps", "batch_size", "eval_every")
+
     steps: int = 4000
-    batch_size: int = 256
     lr: float = 2e-4
     weight_decay: float = 0.0
-    warmup: int = 200
     ema: float = 0.999
     grid_frac: float = 0.75       # share of samples whose (t, d) lie on a 1/2/4/8-step grid
     val_chunks: int = 1           # trajectory chunks held out (the first ones) for the val metric
     eval_every: int = 250
-    bf16: bool = True
-    seed: int = 0
     default_steps: int = 4        # sampling default written into the checkpoint
 
     def __post_init__(self):
-        if min(self.steps, self.batch_size, self.eval_every) < 1 or not self.lr > 0:
-            raise ValueError(f"DistillConfig: steps, batch_size, eval_every and lr must be positive, got {self}")
+        super().__post_init__()
         if not 0 <= self.grid_frac <= 1 or not 0 <= self.ema < 1:
             raise ValueError("DistillConfig: grid_frac and ema must lie in [0, 1]")
 

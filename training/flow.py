@@ -22,30 +22,28 @@ from lrf.models.codec import Codec
 from lrf.models.config import get_preset
 from lrf.models.flow import drop_labels, flow_loss, sample_timesteps
 from lrf.models.lrf import LRFModel, count_parameters
-from lrf.training.common import EMA, append_log, cosine_lr, load_state, plot_curve, save_state
+from lrf.training.common import (EMA, TrainConfig, append_log, cosine_lr, load_state, plot_curve,
+                                 save_state)
 
 
 @dataclass(frozen=True)
-class FlowConfig:
+class FlowConfig(TrainConfig):
+    positive_fields = ("epochs", "batch_size")
+
     preset: str = "cifar10"
     epochs: int = 30
-    batch_size: int = 256
-    lr: float = 1e-3
-    weight_decay: float = 0.01
     warmup: int = 500
+    weight_decay: float = 0.01
     ema: float = 0.999
     label_dropout: float = 0.1
     snr_gamma: float | None = 5.0
     timestep_sampling: str = "logit_normal"
     grad_clip: float = 1.0
-    bf16: bool = True  # autocast; measured 0.60 vs 6.7 s/step (batch 256, contended 2 cores)
-    seed: int = 0
     limit: int | None = None  # first N cached latents (tests)
 
     def __post_init__(self):
         get_preset(self.preset)
-        if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
-            raise ValueError(f"FlowConfig: epochs, batch_size and lr must be positive, got {self}")
+        super().__post_init__()
         if not 0 <= self.label_dropout < 1 or not 0 <= self.ema < 1:
             raise ValueError("FlowConfig: label_dropout and ema must lie in [0, 1)")
 

@@ -32,6 +32,7 @@ import torch
 
 from lrf.exporter.calibration import Trajectories
 from lrf.models.checkpoint import Checkpoint
+from lrf.runtime.registry import register_class
 
 # name -> module that registers it (imported on first use).
 TARGET_MODULES: dict[str, str] = {
@@ -207,13 +208,7 @@ def quiet(*loggers: str, stderr: bool = False):
 
 def register_target(name: str):
     """Class decorator: make a :class:`Target` subclass available as ``name``."""
-    def deco(cls):
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"target {name!r} registered twice")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-    return deco
+    return register_class(_REGISTRY, "target", name)
 
 
 def missing_dependency(name: str) -> str | None:

@@ -115,22 +115,23 @@ def compress(mlmodel, precision: str, palettize: int | None):
     from coremltools.optimize import coreml as cto
 
     if palettize is not None:
+        tool = "palettize_weights"
         op = cto.OpPalettizerConfig(mode="kmeans", nbits=palettize, granularity="per_tensor",
                                     weight_threshold=WEIGHT_THRESHOLD)
-        with _quiet():
-            out = cto.palettize_weights(mlmodel, cto.OptimizationConfig(global_config=op))
-        return out, {"method": "palettize", "mode": "kmeans", "nbits": palettize,
-                     "granularity": "per_tensor", "weight_threshold": WEIGHT_THRESHOLD,
-                     "activations": "not quantized (compute precision)",
-                     "tool": "coremltools.optimize.coreml.palettize_weights"}
-    op = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8",
-                                     granularity="per_channel", weight_threshold=WEIGHT_THRESHOLD)
+        quant = {"method": "palettize", "mode": "kmeans", "nbits": palettize,
+                 "granularity": "per_tensor"}
+    else:
+        tool = "linear_quantize_weights"
+        op = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8",
+                                         granularity="per_channel",
+                                         weight_threshold=WEIGHT_THRESHOLD)
+        quant = {"method": "linear_symmetric", "weight_type": "int8", "per_channel": True,
+                 "axis": "output channel"}
     with _quiet():
-        out = cto.linear_quantize_weights(mlmodel, cto.OptimizationConfig(global_config=op))
-    return out, {"method": "linear_symmetric", "weight_type": "int8", "per_channel": True,
-                 "axis": "output channel", "weight_threshold": WEIGHT_THRESHOLD,
+        out = getattr(cto, tool)(mlmodel, cto.OptimizationConfig(global_config=op))
+    return out, {**quant, "weight_threshold": WEIGHT_THRESHOLD,
                  "activations": "not quantized (compute precision)",
-                 "tool": "coremltools.optimize.coreml.linear_quantize_weights"}
+                 "tool": f"coremltools.optimize.coreml.{tool}"}
 
 
 def graph_metadata(name: str, ckpt, window: int | None, compute: str, quant: dict) -> dict:

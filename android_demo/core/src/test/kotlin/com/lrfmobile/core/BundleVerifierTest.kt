@@ -27,6 +27,14 @@ class BundleVerifierTest {
         return dir
     }
 
+    /** The message of what loading [dir] throws, which must be a [T]. */
+    private inline fun <reified T : Exception> loadError(dir: File): String =
+        thrownBy<T> { BundleVerifier.load(DirectorySource(dir)) }.message!!
+
+    /** Loading [dir] must throw a [T] whose message contains [fragment]. */
+    private inline fun <reified T : Exception> expectLoadFails(dir: File, fragment: String) =
+        assertThrowsContaining<T>(fragment) { BundleVerifier.load(DirectorySource(dir)) }
+
     @Test
     fun verifiesEveryListedFile() {
         val dir = makeBundle()
@@ -40,39 +48,25 @@ class BundleVerifierTest {
         val dir = makeBundle()
         val f = File(dir, "a/denoise.onnx")
         f.writeBytes(f.readBytes().also { it[0] = (it[0] + 1).toByte() })    // same size, new content
-        try {
-            BundleVerifier.load(DirectorySource(dir)); fail()
-        } catch (e: IllegalArgumentException) {
-            assertTrue(e.message!!, e.message!!.startsWith("bundle file a/denoise.onnx: sha256 mismatch"))
-        }
+        val msg = loadError<IllegalArgumentException>(dir)
+        assertTrue(msg, msg.startsWith("bundle file a/denoise.onnx: sha256 mismatch"))
     }
 
     @Test
     fun truncatedFileIsNamed() {
         val dir = makeBundle()
         File(dir, "enc.onnx").writeBytes(ByteArray(2))
-        try {
-            BundleVerifier.load(DirectorySource(dir)); fail()
-        } catch (e: IllegalArgumentException) {
-            assertTrue(e.message!!, e.message!!.startsWith("bundle file enc.onnx: size 2 bytes"))
-        }
+        val msg = loadError<IllegalArgumentException>(dir)
+        assertTrue(msg, msg.startsWith("bundle file enc.onnx: size 2 bytes"))
     }
 
     @Test
     fun missingFileAndMissingManifest() {
         val dir = makeBundle()
         File(dir, "golden/timesteps_generate_fused_8.f32").delete()
-        try {
-            BundleVerifier.load(DirectorySource(dir)); fail()
-        } catch (e: FileNotFoundException) {
-            assertTrue(e.message!!, e.message!!.contains("is missing golden/timesteps_generate_fused_8.f32"))
-        }
+        expectLoadFails<FileNotFoundException>(dir, "is missing golden/timesteps_generate_fused_8.f32")
         File(dir, Manifest.FILE_NAME).delete()
-        try {
-            BundleVerifier.load(DirectorySource(dir)); fail()
-        } catch (e: FileNotFoundException) {
-            assertTrue(e.message!!, e.message!!.contains("has no manifest.json"))
-        }
+        expectLoadFails<FileNotFoundException>(dir, "has no manifest.json")
     }
 
     @Test
@@ -84,13 +78,7 @@ class BundleVerifierTest {
 
     // --- containment (issue 14): tampered bundles built here, in a temp dir -----------------
 
-    private fun expectRefused(dir: File, fragment: String) {
-        try {
-            BundleVerifier.load(DirectorySource(dir)); fail("expected an error containing '$fragment'")
-        } catch (e: IllegalArgumentException) {
-            assertTrue("'${e.message}' should contain '$fragment'", e.message!!.contains(fragment))
-        }
-    }
+    private fun expectRefused(dir: File, fragment: String) = expectLoadFails<IllegalArgumentException>(dir, fragment)
 
     /** A file outside the bundle, with the same bytes a listed file has (so only containment can catch it). */
     private fun outsideCopy(dir: File, rel: String): File {
@@ -114,18 +102,11 @@ class BundleVerifierTest {
         val target = outsideCopy(dir, "a/denoise.onnx")
         File(dir, "a/denoise.onnx").delete()
         Files.createSymbolicLink(File(dir, "a/denoise.onnx").toPath(), target.toPath())
-        try {
-            BundleVerifier.load(DirectorySource(dir)); fail()
-        } catch (e: IllegalArgumentException) {
-            assertTrue(e.message!!, e.message!!.contains("bundle file 'a/denoise.onnx' is a symbolic link"))
-            assertFalse(e.message!!, e.message!!.contains(target.parent))
-        }
+        val msg = loadError<IllegalArgumentException>(dir)
+        assertTrue(msg, msg.contains("bundle file 'a/denoise.onnx' is a symbolic link"))
+        assertFalse(msg, msg.contains(target.parent))
         // and the source never opens it, even without the listing
-        try {
-            DirectorySource(dir).open("a/denoise.onnx"); fail()
-        } catch (e: IllegalArgumentException) {
-            assertTrue(e.message!!, e.message!!.contains("symbolic link"))
-        }
+        assertThrowsContaining<IllegalArgumentException>("symbolic link") { DirectorySource(dir).open("a/denoise.onnx") }
     }
 
     @Test
@@ -135,10 +116,8 @@ class BundleVerifierTest {
         File(dir, "golden").renameTo(File(outside, "golden"))
         Files.createSymbolicLink(File(dir, "golden").toPath(), File(outside, "golden").toPath())
         expectRefused(dir, "bundle file 'golden' is a symbolic link")
-        try {
-            DirectorySource(dir).readBytes("golden/timesteps_generate_fused_8.f32"); fail()
-        } catch (e: IllegalArgumentException) {
-            assertTrue(e.message!!, e.message!!.contains("'golden/timesteps_generate_fused_8.f32' is (or is inside) a symbolic link"))
+        assertThrowsContaining<IllegalArgumentException>("'golden/timesteps_generate_fused_8.f32' is (or is inside) a symbolic link") {
+            DirectorySource(dir).readBytes("golden/timesteps_generate_fused_8.f32")
         }
     }
 
