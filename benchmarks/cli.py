@@ -284,6 +284,11 @@ def _print_report(rep: dict, busy: float) -> None:
     print(R.checks_text(rep["targets"]))
     for reason in rep["quiet_check"]["reasons"]:
         print(f"not judged: measured under load: {reason}")
+    for r in rows:
+        if "per_step_vs_flop_bound" in r:
+            print(f"per step: {r['name']}: {r['per_step_ms']:.2f} ms = "
+                  f"{r['per_step_vs_flop_bound']:.1f}x the FLOP-bound "
+                  f"{r['flop_bound_step_ms']:.2f} ms ({r['per_step_method']})")
     if any(r.get("fraction_of_matmul_peak", 0) > 1 for r in rows):
         print("note: some rows exceed the measured GEMM peak: the peak was measured while the "
               "machine was busy, so %peak is not reliable in this run")

@@ -66,17 +66,24 @@ def feeds(spec: dict, latent: dict, batch: int = 1, window: int = 1) -> dict:
     return out
 
 
-def _session(path: Path, threads: int, profile_prefix: str | None = None):
+# The compute operators that do int8 arithmetic; the others compute in float32.
+INT8_COMPUTE_OPS = {"QGemm", "QLinearMatMul", "QLinearConv", "MatMulInteger", "ConvInteger",
+                    "DynamicQuantizeMatMul", "MatMulIntegerToFloat"}
+
+
+def _session(path: Path, threads: int, profile_prefix: str | None = None,
+             fold_weights: bool = True):
     from lrf.runtime.backend_onnxruntime import make_session, session_options
 
-    so = session_options(threads)
+    so = session_options(threads, fold_weights=fold_weights)
     if profile_prefix:
         so.enable_profiling, so.profile_file_prefix = True, profile_prefix
     return make_session(path, options=so)
 
 
-def time_calls(path: Path, inputs: dict, threads: int, runs: int) -> dict:
-    sess = _session(path, threads)
+def time_calls(path: Path, inputs: dict, threads: int, runs: int,
+               fold_weights: bool = True) -> dict:
+    sess = _session(path, threads, fold_weights=fold_weights)
     for _ in range(max(10, runs // 10)):
         sess.run(None, inputs)
     ts = []
@@ -88,11 +95,12 @@ def time_calls(path: Path, inputs: dict, threads: int, runs: int) -> dict:
             "min_ms": 1e3 * min(ts), "runs": runs}
 
 
-def kernel_profile(path: Path, inputs: dict, runs: int) -> dict:
+def kernel_profile(path: Path, inputs: dict, runs: int, fold_weights: bool = True) -> dict:
     """onnxruntime's profiler, one thread: kernels per call (every kernel event, so a Loop body
-    counts once per iteration) and time per operator type."""
+    counts once per iteration), how many of them are matmuls/convolutions in float32, and time
+    per operator type."""
     with tempfile.TemporaryDirectory() as tmp:
-        sess = _session(path, 1, os.path.join(tmp, "ort"))
+        sess = _session(path, 1, os.path.join(tmp, "ort"), fold_weights)
         for _ in range(runs):
             sess.run(None, inputs)
         with open(sess.end_profiling()) as fh:
@@ -109,6 +117,9 @@ def kernel_profile(path: Path, inputs: dict, runs: int) -> dict:
     return {"kernels_per_call": sum(count.values()) // runs, "profiled_us_per_call": total / runs,
             "compute_share": sum(o["share"] for o in ops if o["compute"]),
             "compute_kernels_per_call": sum(o["kernels_per_call"] for o in ops if o["compute"]),
+            "float_compute_kernels_per_call": sum(o["kernels_per_call"] for o in ops
+                                                  if o["compute"] and
+                                                  o["op"] not in INT8_COMPUTE_OPS),
             "ops": ops}
 
 
@@ -158,20 +169,23 @@ def main(argv=None) -> int:
         return 2
     spec = m["graphs"][args.graph]
     path = Path(args.bundle) / spec["file"]
+    from lrf.runtime.backend_onnxruntime import folds_weights
+
+    fold = folds_weights(spec.get("quantization"))
     loop = args.graph == "denoise"
     k = args.window if loop else 1
     inputs = feeds(spec, m["latent"], window=k)
     prof_runs = min(args.runs, 50)
     res = {"bundle": str(args.bundle), "graph": args.graph, "precision": m["precision"],
            "latent": m["latent"], "window": k if loop else None,
-           "timing": [time_calls(path, inputs, t, args.runs) for t in threads],
-           "profile": kernel_profile(path, inputs, prof_runs)}
+           "timing": [time_calls(path, inputs, t, args.runs, fold) for t in threads],
+           "profile": kernel_profile(path, inputs, prof_runs, fold)}
     prof = res["profile"]
     unit, kernels = "call", prof["kernels_per_call"]
     if loop:
         one = feeds(spec, m["latent"], window=1)
-        res["timing_window_1"] = [time_calls(path, one, t, args.runs) for t in threads]
-        res["per_step"] = per_step(prof, kernel_profile(path, one, prof_runs), k)
+        res["timing_window_1"] = [time_calls(path, one, t, args.runs, fold) for t in threads]
+        res["per_step"] = per_step(prof, kernel_profile(path, one, prof_runs, fold), k)
         for r, r1 in zip(res["timing"], res["timing_window_1"]):
             r["median_ms_per_step"] = (r["median_ms"] - r1["median_ms"]) / (k - 1)
         unit, kernels = "step", res["per_step"]["kernels_per_step"]

@@ -72,6 +72,9 @@ def add_ratios(rows: list[dict], matmul_gflops: float | None) -> None:
             if r["backend"] == PYTORCH and r["status"] == "ok"}
     flops = {(r["resolution"], r["steps"]): r["flops"]["per_image"] for r in rows
              if r["backend"] == PYTORCH and "flops" in r}
+    step_flops = {r["resolution"]: r["flops"]["step"] for r in rows
+                  if r["backend"] == PYTORCH and "step" in r.get("flops", {})
+                  and not r.get("guidance_distilled")}
     teacher50 = {(r["resolution"], r["batch"]): r for r in rows
                  if r["backend"] == PYTORCH and r["status"] == "ok" and r["steps"] == 50
                  and not r.get("guidance_distilled")}
@@ -99,6 +102,11 @@ def add_ratios(rows: list[dict], matmul_gflops: float | None) -> None:
             r["achieved_gflops"] = f / per_image_s / 1e9
             if matmul_gflops:
                 r["fraction_of_matmul_peak"] = r["achieved_gflops"] / matmul_gflops
+        sf = step_flops.get(r["resolution"])
+        if sf and matmul_gflops and r.get("per_step_ms") and not r.get("guidance_distilled"):
+            # one teacher step (both guidance passes) at the GEMM peak: the FLOP-bound time
+            r["flop_bound_step_ms"] = sf / (matmul_gflops * 1e9) * 1e3
+            r["per_step_vs_flop_bound"] = r["per_step_ms"] / r["flop_bound_step_ms"]
 
 
 def fits(rows: list[dict], limit_bytes: int | None) -> list[dict]:

@@ -3,20 +3,23 @@ the PyTorch reference on held-out data; every measured variant goes into the man
 
 Variants:
   * ``weight_only``: int8 per-channel symmetric weights (MatMul B inputs, Conv weights), each
-    dequantised by one ``DequantizeLinear`` in the top graph. In ``denoise`` those sit before the
-    ``Loop``, so they run once per call and every step computes in float32 with exactly the fp32
-    graph's kernels: at these sizes int8 arithmetic buys no speed, only Q/DQ kernels, and the
-    bundle still stores int8 weights.
+    dequantised by one ``DequantizeLinear`` in the top graph (in ``denoise``, before the
+    ``Loop``). The runtime folds them into float constants at load, so every call computes in
+    float32 with exactly the fp32 graph's kernels; the bundle stores int8.
+  * ``weight_only_int4``: the same with int4 weights, one scale per 32 weights along the
+    reduction axis (opset 21 blocked ``DequantizeLinear``): about 0.6 bytes per weight.
   * ``static_qdq`` (onnxruntime): QDQ, int8 per-channel weights, uint8 activations calibrated
     (MinMax) on the tensors the graph sees in real use; MatMul/Gemm/Conv with a constant weight.
+    The runtime keeps onnxruntime's QDQ fusion on for these, so they run as int8 kernels.
   * ``static_qdq_float_edges``: the same with the first and last weight layers kept float.
   * ``dynamic`` (onnxruntime): int8 weights, activations quantised at run time.
 
-``denoise`` is always ``weight_only`` (the quantisers do not reach into a Loop body).
-``decoder`` and ``encoder`` choose (:func:`choose`) by a deterministic cost, never by CPU time
-on a shared machine: among the variants at least ``COMFORT_MARGIN_DB`` above the int8 bar, the
-fewest onnxruntime kernels per call; ties go to the more accurate, then the smaller file, then
-the name. Two exports of one checkpoint therefore ship the same graphs.
+``denoise`` is ``weight_only`` or ``weight_only_int4`` (the quantisers do not reach into a Loop
+body). Every graph chooses (:func:`choose`) by a deterministic cost, never by CPU time on a
+shared machine: among the variants at least ``COMFORT_MARGIN_DB`` above the int8 bar, the fewest
+matmul/conv kernels left in float32, then the fewest onnxruntime kernels per call, the smaller
+file, the more accurate, the name. Two exports of one checkpoint therefore ship the same graphs.
+The class-fidelity gate then measures the whole bundle.
 """
 
 from __future__ import annotations
@@ -36,10 +39,11 @@ from lrf.exporter.targets import ExportContext
 OP_TYPES = ["MatMul", "Gemm", "Conv"]
 COMFORT_MARGIN_DB = 10.0  # a variant this far above the int8 image bar is accurate enough
 MIN_WEIGHT_ELEMENTS = 256  # smaller tensors (biases, tiny tables) stay float
-INT8_VARIANTS = ("weight_only", "static_qdq", "static_qdq_float_edges", "dynamic")
+INT4_BLOCK = 32  # weights per int4 scale
+INT8_VARIANTS = ("weight_only", "weight_only_int4", "static_qdq", "static_qdq_float_edges", "dynamic")
 
 
-# ---------------------------------------------------------------------------- weight-only int8
+# ---------------------------------------------------------------------------- weight-only
 def _quantize_axis(w: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
     """Symmetric int8 per slice along ``axis``: (q int8, scale float32 [w.shape[axis]])."""
     red = tuple(i for i in range(w.ndim) if i != axis)
@@ -51,12 +55,38 @@ def _quantize_axis(w: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
     return q, scale
 
 
-def weight_only(model: onnx.ModelProto) -> int:
-    """Replace every float weight (MatMul input B of rank 2 or 3, Gemm B, Conv W) by int8 plus a
-    ``DequantizeLinear`` at the top of the graph, in place; returns the count. Per output channel:
-    MatMul [Din, Dout] along Dout; a head-shaped [G, Din, hd] along (G, hd), stored as
-    [Din, G*hd] and restored by Reshape + Transpose; Gemm along its output axis; Conv
-    [Cout, ...] along Cout."""
+def _quantize_blocks(w: np.ndarray, axis: int, block: int) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int4 of a 2-D ``w`` in blocks of ``block`` along ``axis`` (the reduction axis):
+    (q int8 holding -7..7, scale float32 with ``w.shape[axis] // block`` along ``axis``)."""
+    wt = np.moveaxis(w, axis, 0)  # [D, C]
+    blocks = wt.reshape(wt.shape[0] // block, block, -1)
+    amax = np.abs(blocks).max(axis=1)
+    scale = np.where(amax > 0, amax / 7.0, 1.0).astype(np.float32)
+    q = np.clip(np.rint(blocks / scale[:, None, :]), -7, 7).astype(np.int8)
+    return (np.moveaxis(q.reshape(wt.shape), 0, axis),
+            np.ascontiguousarray(np.moveaxis(scale, 0, axis)))
+
+
+def _int4_tensor(q: np.ndarray, name: str) -> onnx.TensorProto:
+    """ONNX INT4 initializer: two values per byte, the first in the low nibble."""
+    flat = (q.reshape(-1).astype(np.int16) & 0x0F).astype(np.uint8)
+    if flat.size % 2:
+        flat = np.append(flat, np.uint8(0))
+    packed = (flat[0::2] | (flat[1::2] << 4)).astype(np.uint8)
+    return helper.make_tensor(name, onnx.TensorProto.INT4, list(q.shape), packed.tobytes(),
+                              raw=True)
+
+
+def weight_only(model: onnx.ModelProto, bits: int = 8, block: int = INT4_BLOCK) -> int:
+    """Replace every float weight (MatMul input B of rank 2 or 3, Gemm B, Conv W) by int8 or int4
+    plus a ``DequantizeLinear`` at the top of the graph, in place; returns the count.
+
+    The weight is stored 2-D: MatMul [Din, Dout]; a head-shaped [G, Din, hd] as [Din, G*hd]
+    (restored by Reshape + Transpose); Gemm as is; Conv [Cout, ...] as int8 [Cout, ...] or, for
+    int4, [Cout, Cin*k*k] (restored by Reshape). ``bits=8``: one scale per output channel.
+    ``bits=4``: one scale per ``block`` consecutive weights along the reduction axis of one
+    output channel (opset 21 blocked ``DequantizeLinear``); a weight whose reduction length is
+    not a multiple of ``block`` stays int8. onnxruntime folds all of it to float at load."""
     g = model.graph
     inits = {i.name: i for i in g.initializer}
     roles: dict[str, set] = {}
@@ -67,7 +97,7 @@ def weight_only(model: onnx.ModelProto) -> int:
         for k, x in enumerate(node.input):
             if x in inits:
                 roles.setdefault(x, set()).add((node.op_type, k, trans))
-    front, count = [], 0
+    front, count, int4 = [], 0, False
     for name, uses in roles.items():
         init = inits[name]
         op, k, trans = next(iter(uses))
@@ -81,17 +111,32 @@ def weight_only(model: onnx.ModelProto) -> int:
         conv = op == "Conv"
         stored = w if conv or w.ndim == 2 else w.transpose(1, 0, 2).reshape(w.shape[1], -1)
         axis = 0 if conv or (op == "Gemm" and trans) else 1  # the output channels
-        q, scale = _quantize_axis(stored, axis)
-        base = f"{name}_int8"
+        base = f"{name}_q"
+        if conv and bits == 4:
+            stored = w.reshape(w.shape[0], -1)
+        reduce_axis = 1 - axis
+        if bits == 4 and stored.ndim == 2 and stored.shape[reduce_axis] % block == 0:
+            q, scale = _quantize_blocks(stored, reduce_axis, block)
+            qt = _int4_tensor(q, base)
+            dq_attrs = {"axis": reduce_axis, "block_size": block}
+            int4 = True
+        else:
+            stored = w if conv else stored
+            q, scale = _quantize_axis(stored, axis)
+            qt = numpy_helper.from_array(q, base)
+            dq_attrs = {"axis": axis}
         g.initializer.remove(init)
-        g.initializer.extend([numpy_helper.from_array(q, base),
-                              numpy_helper.from_array(scale, f"{base}_scale"),
-                              numpy_helper.from_array(np.zeros_like(scale, np.int8),
-                                                      f"{base}_zero")])
-        out = name if conv or w.ndim == 2 else f"{base}_dq"
-        front.append(helper.make_node("DequantizeLinear", [base, f"{base}_scale", f"{base}_zero"],
-                                      [out], name=f"{base}/dq", axis=axis))
-        if out != name:  # [Din, G*hd] -> [Din, G, hd] -> [G, Din, hd]
+        g.initializer.extend([qt, numpy_helper.from_array(scale, f"{base}_scale")])
+        restore = stored.shape != w.shape
+        out = f"{base}_dq" if restore else name
+        front.append(helper.make_node("DequantizeLinear", [base, f"{base}_scale"], [out],
+                                      name=f"{base}/dq", **dq_attrs))
+        if restore and conv:
+            shape = numpy_helper.from_array(np.asarray(w.shape, np.int64), f"{base}_shape")
+            g.initializer.append(shape)
+            front.append(helper.make_node("Reshape", [out, shape.name], [name],
+                                          name=f"{base}/reshape"))
+        elif restore:  # [Din, G*hd] -> [Din, G, hd] -> [G, Din, hd]
             shape = numpy_helper.from_array(np.asarray([w.shape[1], w.shape[0], w.shape[2]],
                                                        np.int64), f"{base}_shape")
             g.initializer.append(shape)
@@ -103,6 +148,11 @@ def weight_only(model: onnx.ModelProto) -> int:
     nodes = front + list(g.node)
     del g.node[:]
     g.node.extend(nodes)
+    if int4:  # INT4 needs opset 21 (the other operators here are unchanged from 20) and IR 10
+        for o in model.opset_import:
+            if o.domain in ("", "ai.onnx"):
+                o.version = max(o.version, 21)
+        model.ir_version = max(model.ir_version, 10)
     return count
 
 
@@ -145,34 +195,47 @@ def _dynamic(src: Path, dst: Path) -> None:
                                     "DefaultTensorType": onnx.TensorProto.FLOAT})
 
 
-def _weight_only_file(src: Path, dst: Path) -> None:
+def _weight_only_file(src: Path, dst: Path, bits: int = 8) -> None:
     model = onnx.load(str(src))
-    weight_only(model)
+    weight_only(model, bits)
     onnx.checker.check_model(model)
     onnx.save(model, str(dst))
 
 
 # ---------------------------------------------------------------------------- scoring
-def _session(path: Path):
-    from lrf.runtime.backend_onnxruntime import make_session
+def _method(variant: str) -> str:
+    """The manifest's ``quantization.method`` of a variant (what the runtime's session set-up
+    keys on: ``lrf.runtime.backend_onnxruntime.folds_weights``)."""
+    return {"weight_only": "weight_only", "weight_only_int4": "weight_only", "dynamic": "dynamic",
+            "fp32": "none"}.get(variant, "static_qdq")
 
-    return make_session(path, threads=1)  # scoring is not latency-bound: one thread
+
+def _session(path: Path, variant: str = "fp32"):
+    from lrf.runtime.backend_onnxruntime import folds_weights, make_session
+
+    # scoring is not latency-bound: one thread; the session set-up the runtime will use
+    return make_session(path, threads=1,
+                        fold_weights=folds_weights({"method": _method(variant)}))
 
 
-def kernels_per_call(path: Path, feed: dict) -> int:
-    """onnxruntime kernels one call runs (profiler events, one thread): deterministic for a
-    given graph and onnxruntime version."""
+def kernels_per_call(path: Path, feed: dict, variant: str = "fp32") -> dict:
+    """onnxruntime kernels one call runs (profiler events, one thread, the runtime's session
+    set-up), in all and those that are float32 matmuls/convolutions: deterministic for a given
+    graph and onnxruntime version."""
     from lrf.benchmarks.profile import kernel_profile
+    from lrf.runtime.backend_onnxruntime import folds_weights
 
-    return sum(o["kernels_per_call"] for o in kernel_profile(path, feed, 1)["ops"])
+    prof = kernel_profile(path, feed, 1, folds_weights({"method": _method(variant)}))
+    return {"kernels_per_call": prof["kernels_per_call"],
+            "float_compute_kernels_per_call": prof["float_compute_kernels_per_call"]}
 
 
-def _score(name: str, path: Path, sel, enc, float_decoder: Path) -> dict:
+def _score(name: str, path: Path, sel, enc, float_decoder: Path, variant: str = "fp32") -> dict:
     """Image PSNR of candidate ``path`` on the held-out set ``sel``: ``denoise`` over the whole
     schedule in one call, then the float decoder; ``decoder`` on the reference's final latents;
     ``encoder`` by the round trip through the float decoder (against PyTorch's encode + decode of
     the same images, ``enc``). Plus the kernels of one call (batch 1)."""
-    sess, dec = _session(path), _session(float_decoder)
+    sess, dec = _session(path, variant), _session(float_decoder)
     y = sel.labels.astype(np.int32)
     if name == "denoise":
         g = np.full((sel.batch,), sel.guidance, np.float32)
@@ -192,17 +255,20 @@ def _score(name: str, path: Path, sel, enc, float_decoder: Path) -> dict:
         out = {"value": image_metrics(ref.roundtrip, dec.run(None, {"latent": z})[0])["psnr_db"],
                "latent_snr_db": tensor_metrics(ref.latents, z)["snr_db"]}
         feed = {"image": ref.images[:1]}
-    out["kernels_per_call"] = kernels_per_call(path, feed)
+    out.update(kernels_per_call(path, feed, variant))
     return out
 
 
 def choose(candidates: list[dict], comfortable_db: float) -> dict:
-    """Among candidates with image PSNR >= ``comfortable_db``: the fewest kernels per call, then
-    the higher PSNR, the smaller file, the name. If none is comfortable: the most accurate."""
+    """Among candidates with image PSNR >= ``comfortable_db``: the fewest matmul/convolution
+    kernels left in float32 (int8 arithmetic is what makes an int8 graph faster), then the fewest
+    kernels per call, the smaller file, the higher PSNR, the name. If none is comfortable: the
+    most accurate."""
     ok = [c for c in candidates if c["value"] >= comfortable_db]
     if not ok:
         return max(candidates, key=lambda c: (c["value"], -c["bytes"], c["name"]))
-    return min(ok, key=lambda c: (c["kernels_per_call"], -c["value"], c["bytes"], c["name"]))
+    return min(ok, key=lambda c: (c["float_compute_kernels_per_call"], c["kernels_per_call"],
+                                  c["bytes"], -c["value"], c["name"]))
 
 
 def _calibration_feeds(name: str, ctx: ExportContext) -> list[dict]:
@@ -217,8 +283,18 @@ def quantize_graphs(paths: dict[str, Path], ctx: ExportContext) -> dict[str, dic
     ``ctx.options["int8_variant"]`` (``lrf-export --int8-variant``) builds that variant only for
     the decoder and encoder and skips the scoring (``denoise`` is always ``weight_only``); the
     parity gate still measures the result."""
-    # onnxruntime's "consider pre-processing" warning: not actionable (we measure the result)
-    logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))
+    root = logging.getLogger()
+    level = root.level
+    # onnxruntime's quantiser logs "consider pre-processing" on the root logger: not actionable
+    # (we measure the result); the level is restored on the way out
+    root.setLevel(max(level, logging.ERROR))
+    try:
+        return _quantize_graphs(paths, ctx)
+    finally:
+        root.setLevel(level)
+
+
+def _quantize_graphs(paths: dict[str, Path], ctx: ExportContext) -> dict[str, dict]:
     fixed = ctx.options.get("int8_variant")
     if fixed is not None and fixed not in INT8_VARIANTS:
         raise ValueError(f"--int8-variant {fixed!r}: choose one of {', '.join(INT8_VARIANTS)}")
@@ -240,7 +316,8 @@ def quantize_graphs(paths: dict[str, Path], ctx: ExportContext) -> dict[str, dic
             shutil.copyfile(path, src)
             edges = _weight_layers(onnx.load(str(src)))
             edges = [edges[0], edges[-1]] if edges else []
-            builders = {"weight_only": lambda d: _weight_only_file(src, d)}
+            builders = {"weight_only": lambda d: _weight_only_file(src, d),
+                        "weight_only_int4": lambda d: _weight_only_file(src, d, 4)}
             if name != "denoise":
                 builders.update({
                     "static_qdq": lambda d: _static(src, d, _calibration_feeds(name, ctx), []),
@@ -255,7 +332,7 @@ def quantize_graphs(paths: dict[str, Path], ctx: ExportContext) -> dict[str, dic
                 dst = scratch / f"{name}.{cname}.onnx"
                 ctx.log(f"onnx int8: {name}: building {cname}")
                 builders[cname](dst)
-                scores = {} if fixed else _score(name, dst, sel, enc, float_decoder)
+                scores = {} if fixed else _score(name, dst, sel, enc, float_decoder, cname)
                 candidates.append({"name": cname, "metric": "image_psnr_db", **scores,
                                    "bytes": dst.stat().st_size, "file": dst})
             best = candidates[0] if fixed else choose(candidates, comfortable)
@@ -270,18 +347,23 @@ def quantize_graphs(paths: dict[str, Path], ctx: ExportContext) -> dict[str, dic
 
 def _entry(name, best, candidates, fixed, comfortable, fp32, edges, ctx) -> dict:
     v = best["name"]
-    method = {"weight_only": "weight_only", "dynamic": "dynamic"}.get(v, "static_qdq")
-    entry = {"method": method, "variant": v, "weight_type": "int8", "per_channel": True,
+    method = _method(v)
+    int4 = v == "weight_only_int4"
+    entry = {"method": method, "variant": v, "weight_type": "int4" if int4 else "int8",
+             "per_channel": True,
+             **({"block_size": INT4_BLOCK, "int8_fallback": f"weights whose reduction length "
+                 f"is not a multiple of {INT4_BLOCK}"} if int4 else {}),
              "op_types": OP_TYPES,
-             "activation_type": {"weight_only": "float32 (weights dequantised once per call)",
+             "activation_type": {"weight_only": "float32 (weights folded to float at load)",
                                  "dynamic": "dynamic uint8"}.get(method, "uint8"),
              "float_nodes": [e for e in edges] if v.endswith("float_edges") else [],
              "selection": {"rule": f"fixed by --int8-variant {fixed} (not scored; the parity "
                                    "gate measures it)"} if fixed else
-                          {"rule": f"fewest onnxruntime kernels per call among candidates with "
-                                   f"image PSNR >= {comfortable:g} dB (ties: higher PSNR, smaller "
-                                   "file, name); else the most accurate",
-                           "cost": "kernels_per_call (deterministic; CPU time is not used)",
+                          {"rule": f"among candidates with image PSNR >= {comfortable:g} dB: "
+                                   "fewest float32 matmul/conv kernels, then fewest kernels per "
+                                   "call, smaller file, higher PSNR, name; else the most accurate",
+                           "cost": "float_compute_kernels_per_call, kernels_per_call "
+                                   "(deterministic; CPU time is not used)",
                            "images": ctx.selection.batch,
                            "seeds": [str(ctx.selection.seeds[0]), str(ctx.selection.seeds[-1])],
                            "steps": ctx.selection.steps if name == "denoise" else None},

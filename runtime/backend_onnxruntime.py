@@ -23,10 +23,20 @@ PROVIDER = "CPUExecutionProvider"
 _ORT_DTYPES = {"tensor(float)": "float32", "tensor(int32)": "int32", "tensor(uint8)": "uint8"}
 
 
+def folds_weights(quantization) -> bool:
+    """Whether a graph runs with its DequantizeLinear weights folded into float constants at
+    load (fp32, ``weight_only`` and ``dynamic`` graphs), rather than with onnxruntime's QDQ
+    fusion, which turns the Q/DQ pairs of an activation-quantised (``static_qdq``) graph into
+    int8 kernels (QLinearConv, ...). ``quantization``: the manifest's per-graph entry."""
+    method = quantization.get("method") if isinstance(quantization, dict) else None
+    return method != "static_qdq"
+
+
 def session_options(threads: int | None = None, optimization: str = "all",
-                    memory_arena: bool = True) -> ort.SessionOptions:
+                    memory_arena: bool = True, fold_weights: bool = True) -> ort.SessionOptions:
     """SessionOptions for every lrf session. ``threads``: intra-op threads (None: onnxruntime's
-    default, one per core; inter-op is then left as is); ``optimization``: a key of LEVELS."""
+    default, one per core; inter-op is then left as is); ``optimization``: a key of LEVELS;
+    ``fold_weights``: see :func:`folds_weights`."""
     if optimization not in LEVELS:
         raise ValueError(f"onnxruntime optimization {optimization!r}; choose one of "
                          f"{sorted(LEVELS)}")
@@ -34,10 +44,11 @@ def session_options(threads: int | None = None, optimization: str = "all",
     so.graph_optimization_level = LEVELS[optimization]
     so.enable_cpu_mem_arena = bool(memory_arena)
     so.log_severity_level = 3  # warnings about unused initializers etc. are not actionable
-    # int8 bundles store weight-only int8 (DequantizeLinear on constant weights): without QDQ
-    # fusion onnxruntime folds those into float constants once, at load. Measured bit-identical
-    # outputs and 2-5x faster calls on the shipped bundles (README, "Measured figures").
-    so.add_session_config_entry("session.disable_quant_qdq", "1")
+    # Weight-only int8/int4 graphs (DequantizeLinear on constant weights): without QDQ fusion
+    # onnxruntime folds those into float constants once, at load; measured bit-identical outputs
+    # and 2-5x faster calls on the shipped bundles. Static QDQ graphs keep the fusion: their
+    # convolutions then run as int8 kernels (README, "Measured figures").
+    so.add_session_config_entry("session.disable_quant_qdq", "1" if fold_weights else "0")
     if threads is not None:
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
@@ -46,10 +57,11 @@ def session_options(threads: int | None = None, optimization: str = "all",
 
 def make_session(model: str | Path | bytes, threads: int | None = None,
                  optimization: str = "all", memory_arena: bool = True,
-                 options: ort.SessionOptions | None = None) -> ort.InferenceSession:
+                 options: ort.SessionOptions | None = None,
+                 fold_weights: bool = True) -> ort.InferenceSession:
     """An InferenceSession on the CPU provider with :func:`session_options` (or ``options``,
     e.g. with profiling turned on by the caller); ValueError naming the file if it cannot load."""
-    so = options or session_options(threads, optimization, memory_arena)
+    so = options or session_options(threads, optimization, memory_arena, fold_weights)
     src = model if isinstance(model, bytes) else str(model)
     try:
         return ort.InferenceSession(src, so, providers=[PROVIDER])
@@ -118,7 +130,8 @@ class OnnxRuntimeBackend(Backend):
 
     def open(self, path: Path, spec: GraphSpec) -> Session:
         sess = make_session(path, self.threads, self.options["optimization"],
-                            self.options["memory_arena"])
+                            self.options["memory_arena"],
+                            fold_weights=folds_weights(spec.raw.get("quantization")))
         check_io(sess, spec, spec.file)
         return _OrtSession(sess, spec)
 
@@ -127,6 +140,9 @@ class OnnxRuntimeBackend(Backend):
         return {"backend": self.name, "version": ort.__version__,
                 "graph_optimization_level": self.options["optimization"],
                 "intra_op_threads": self.threads, "inter_op_threads": 1 if self.threads else None,
+                "qdq": "session.disable_quant_qdq = 1 (weights folded to float at load), except "
+                       "graphs whose quantization.method is static_qdq: 0 (QDQ fused into int8 "
+                       "kernels)",
                 "execution_provider": PROVIDER}
 
     def version(self) -> str:

@@ -133,6 +133,18 @@ def test_ratios_against_pytorch_of_the_same_shape():
     assert "speedup_vs_pytorch" not in rows[2] and "flops_per_image" not in rows[2]
 
 
+def test_per_step_time_against_the_flop_bound():
+    rows = [_row("pytorch", "fp32", 32, 200.0, 400.0, flops=2e9),
+            _row("onnxruntime", "int8", 32, 10.0, 80.0),
+            _row("onnxruntime", "int8", 64, 30.0, 90.0)]
+    rows[0]["flops"]["step"] = 5e7          # 50 MFLOP per step: 0.5 ms at 100 GFLOP/s
+    rows[1]["per_step_ms"], rows[2]["per_step_ms"] = 2.0, 3.0
+    report.add_ratios(rows, matmul_gflops=100.0)
+    assert rows[1]["flop_bound_step_ms"] == pytest.approx(0.5)
+    assert rows[1]["per_step_vs_flop_bound"] == pytest.approx(4.0)
+    assert "per_step_vs_flop_bound" not in rows[2]       # no step count at 64 px
+
+
 def test_fits_and_target_checks():
     rows = [_row("onnxruntime", "int8", 32, 5.0, 70.0),
             _row("onnxruntime", "int8", 32, 2.0, 60.0, steps=8),

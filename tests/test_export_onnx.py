@@ -288,14 +288,69 @@ def test_int8_denoise_dequantises_outside_the_loop(int8, fp32):
     assert (int8 / "denoise.onnx").stat().st_size < 0.6 * (fp32 / "denoise.onnx").stat().st_size
 
 
-def test_int8_choice_is_deterministic_by_kernels():
-    c = [{"name": "a", "value": 60.0, "kernels_per_call": 120, "bytes": 10},
-         {"name": "b", "value": 40.0, "kernels_per_call": 80, "bytes": 10},
-         {"name": "c", "value": 45.0, "kernels_per_call": 80, "bytes": 12},
-         {"name": "d", "value": 30.0, "kernels_per_call": 50, "bytes": 5}]
-    assert choose(c, 35.0)["name"] == "c"     # fewest kernels; the tie goes to accuracy
+def test_int8_choice_is_deterministic_by_cost():
+    def cand(name, value, float_kernels, kernels, size):
+        return {"name": name, "value": value, "float_compute_kernels_per_call": float_kernels,
+                "kernels_per_call": kernels, "bytes": size}
+
+    c = [cand("a", 60.0, 30, 120, 10), cand("b", 40.0, 30, 80, 10), cand("c", 45.0, 30, 80, 12),
+         cand("d", 30.0, 0, 50, 5), cand("e", 50.0, 30, 80, 10)]
+    assert choose(c, 35.0)["name"] == "e"     # fewest kernels, then the smaller file, accuracy
     assert choose(c, 70.0)["name"] == "a"     # none comfortable: the most accurate
-    assert choose(list(reversed(c)), 35.0)["name"] == "c"  # order-independent
+    assert choose(list(reversed(c)), 35.0)["name"] == "e"  # order-independent
+    c.append(cand("q", 38.0, 2, 200, 20))
+    assert choose(c, 35.0)["name"] == "q"     # int8 arithmetic first: fewest float matmul/conv
+    assert choose(c, 39.0)["name"] == "e"     # ... only among comfortable ones
+
+
+def test_int4_weights_round_trip_through_onnxruntime():
+    """weight_only(bits=4): a MatMul, a head-shaped MatMul and a Conv get blocked int4 weights
+    that onnxruntime dequantises to within half a step of each block's scale; a Conv whose
+    reduction length is not a multiple of the block stays int8."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from lrf.exporter.onnx_int8 import INT4_BLOCK, weight_only
+    from lrf.runtime.backend_onnxruntime import make_session
+
+    rng = np.random.default_rng(0)
+    w_mm = rng.standard_normal((64, 48)).astype(np.float32)
+    w_head = rng.standard_normal((2, 64, 16)).astype(np.float32)
+    w_conv = rng.standard_normal((8, 8, 3, 3)).astype(np.float32)      # 72 = not x32: int8
+    w_conv4 = rng.standard_normal((8, 32, 3, 3)).astype(np.float32)    # 288 = 9 x 32: int4
+    inits = [numpy_helper.from_array(a, n) for a, n in
+             ((w_mm, "w_mm"), (w_head, "w_head"), (w_conv, "w_conv"), (w_conv4, "w_conv4"))]
+    nodes = [helper.make_node("MatMul", ["x", "w_mm"], ["y_mm"]),
+             helper.make_node("MatMul", ["x", "w_head"], ["y_head"]),
+             helper.make_node("Conv", ["im", "w_conv"], ["y_conv"], pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["im4", "w_conv4"], ["y_conv4"], pads=[1, 1, 1, 1])]
+    f = TensorProto.FLOAT
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", f, [1, 64]),
+                     helper.make_tensor_value_info("im", f, [1, 8, 5, 5]),
+                     helper.make_tensor_value_info("im4", f, [1, 32, 5, 5])],
+        [helper.make_tensor_value_info(n, f, shape) for n, shape in
+         (("y_mm", [1, 48]), ("y_head", [2, 1, 16]), ("y_conv", [1, 8, 5, 5]),
+          ("y_conv4", [1, 8, 5, 5]))], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    model.ir_version = 9
+    ref = model.SerializeToString()
+    assert weight_only(model, bits=4) == 4
+    onnx.checker.check_model(model)
+    assert model.opset_import[0].version == 21 and model.ir_version >= 10
+    kinds = {i.name: i.data_type for i in model.graph.initializer}
+    assert kinds["w_mm_q"] == kinds["w_head_q"] == kinds["w_conv4_q"] == TensorProto.INT4
+    assert kinds["w_conv_q"] == TensorProto.INT8
+    feed = {"x": rng.standard_normal((1, 64)).astype(np.float32),
+            "im": rng.standard_normal((1, 8, 5, 5)).astype(np.float32),
+            "im4": rng.standard_normal((1, 32, 5, 5)).astype(np.float32)}
+    want = make_session(ref, threads=1).run(None, feed)
+    got = make_session(model.SerializeToString(), threads=1).run(None, feed)
+    for name, a, b in zip(("mm", "head", "conv", "conv4"), want, got):
+        assert a.shape == b.shape, name
+        snr = 10 * np.log10(np.sum(a ** 2) / np.sum((a - b) ** 2))
+        # int4 (7 levels a side) leaves ~20 dB of weight SNR; int8 ~40 dB
+        assert (snr > 35 if name == "conv" else 14 < snr < 30), (name, snr)
+    assert INT4_BLOCK == 32
 
 
 # ---------------------------------------------------------------------------- manifest, budget

@@ -285,13 +285,18 @@ class OnnxTarget(Target):
             from lrf.exporter.onnx_int8 import quantize_graphs
 
             quant.update(quantize_graphs(paths, ctx))
+        opsets = {}
         for name, path in paths.items():
-            check_io(onnx.load(str(path)), *io_specs[name], path.name)
+            model = onnx.load(str(path))
+            check_io(model, *io_specs[name], path.name)
+            # int4 weights raise a graph to opset 21: record what the file declares
+            opsets[name] = next(o.version for o in model.opset_import
+                                if o.domain in ("", "ai.onnx"))
         extra = {"denoise": {"window": dict(WINDOW), "form": "loop"}}
         return {name: GraphRecord(name=name, file=path.name, format="onnx",
                                   inputs=io_specs[name][0], outputs=io_specs[name][1],
                                   quantization=quant[name],
-                                  extra={"opset": OPSET, **extra.get(name, {})})
+                                  extra={"opset": opsets[name], **extra.get(name, {})})
                 for name, path in paths.items()}
 
     def tool_versions(self) -> dict[str, str]:

@@ -35,7 +35,7 @@ function parseTensor(t, where) {
   return { name, role, dtype, shape, dims };
 }
 
-/** graphs.* entries -> {name: {file, inputs, outputs, window}}, checked (roles, windows, files). */
+/** graphs.* entries -> {name: {file, staticQdq, inputs, outputs, window}}, checked (roles, windows, files). */
 export function parseGraphs(graphs, files) {
   const out = {};
   for (const required of ["denoise", "decoder"]) obj(graphs, required, `graphs.${required}`);
@@ -47,7 +47,8 @@ export function parseGraphs(graphs, files) {
     if (str(d, "format", `${where}.format`) !== "onnx") fail(`${where}.format`, '"onnx"', d.format);
     const ext = d.external_data ?? [];
     if (!Array.isArray(ext) || ext.length) fail(`${where}.external_data`, "[] (the page loads single-file graphs)", ext);
-    const g = { name, file };
+    const q = d.quantization;
+    const g = { name, file, staticQdq: q !== null && typeof q === "object" && q.method === "static_qdq" };
     for (const [k, kind] of [[0, "inputs"], [1, "outputs"]]) {
       const list = need(d, kind, `${where}.${kind}`);
       if (!Array.isArray(list) || !list.length) fail(`${where}.${kind}`, "a non-empty list of tensors", list);
@@ -124,8 +125,12 @@ export async function openPipeline(m, graphs, files) {
   const open = async (name) => {
     if (!graphs[name]) throw new Error(`bundle has no graph ${name}; graphs: ${Object.keys(graphs).join(", ")}`);
     if (!sessions[name]) {
+      // BUNDLE.md 2.2.1: weight-only graphs fold their weights to float at load; static QDQ
+      // graphs keep onnxruntime's QDQ fusion (int8 kernels), as the golden files were made
+      const fold = graphs[name].staticQdq ? "0" : "1";
       const s = await ort.InferenceSession.create(new Uint8Array(files.get(graphs[name].file)), {
         executionProviders: ["wasm"], graphOptimizationLevel: "all",
+        extra: { session: { disable_quant_qdq: fold } },
       });
       checkIo(s, graphs[name]);
       sessions[name] = s;

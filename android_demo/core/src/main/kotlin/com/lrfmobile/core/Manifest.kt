@@ -171,8 +171,12 @@ class Manifest(
                 val max = if (w.has("max")) w.intIn("max", min.toLong(), null) else null
                 WindowSpec(min, max)
             } else null
+            // BUNDLE.md 2.2.1: only the session set-up depends on it (static QDQ keeps QDQ fusion)
+            val staticQdq = g.has("quantization") && g.obj("quantization").let {
+                it.has("method") && it.string("method") == "static_qdq"
+            }
             return GraphSpec(name, file, g.nonEmptyString("format"), g.objList("inputs").map { TensorSpec.parse(it) },
-                g.objList("outputs").map { TensorSpec.parse(it) }, window, external)
+                g.objList("outputs").map { TensorSpec.parse(it) }, window, external, staticQdq)
         }
 
         /** Bundle paths: relative, '/'-separated, non-empty parts, no '.'/'..', '\', ':' (BUNDLE.md 2.3). */

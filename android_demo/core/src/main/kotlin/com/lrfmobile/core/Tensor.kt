@@ -115,7 +115,9 @@ class GraphSpec(
     /** `denoise` only. */
     val window: WindowSpec?,
     /** ONNX only: files holding this graph's tensors (bundle-relative). */
-    val externalData: List<String>
+    val externalData: List<String>,
+    /** `quantization.method == "static_qdq"`: run with onnxruntime's QDQ fusion (BUNDLE.md 2.2.1). */
+    val staticQdq: Boolean = false
 ) {
     fun input(role: String): TensorSpec = inputs.firstOrNull { it.role == role }
         ?: throw IllegalArgumentException("graph $name has no input with role '$role'")

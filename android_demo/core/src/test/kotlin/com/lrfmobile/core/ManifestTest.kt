@@ -106,6 +106,17 @@ class ManifestTest {
     }
 
     @Test
+    fun staticQdqGraphsAreMarkedForQdqFusion() {
+        val m = TestJson.sample()
+        assertFalse(parse(m).graphs.getValue("decoder").staticQdq)
+        TestJson.obj(m, "graphs", "decoder")["quantization"] = mutableMapOf<String, Any?>("method" to "static_qdq")
+        TestJson.obj(m, "graphs", "denoise")["quantization"] = mutableMapOf<String, Any?>("method" to "weight_only")
+        val g = parse(m).graphs
+        assertTrue(g.getValue("decoder").staticQdq)
+        assertFalse(g.getValue("denoise").staticQdq)
+    }
+
+    @Test
     fun graphFilesMustBeListed() {
         expectError("is not listed in 'files'") { TestJson.obj(it, "graphs", "denoise")["file"] = "other.onnx" }
         expectError("graphs.denoise.external_data[0]: 'a/denoise.onnx.data' is not listed in 'files'") {
