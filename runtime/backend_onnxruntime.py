@@ -45,9 +45,9 @@ def session_options(threads: int | None = None, optimization: str = "all",
     so.enable_cpu_mem_arena = bool(memory_arena)
     so.log_severity_level = 3  # warnings about unused initializers etc. are not actionable
     # Weight-only int8/int4 graphs (DequantizeLinear on constant weights): without QDQ fusion
-    # onnxruntime folds those into float constants once, at load; measured bit-identical outputs
-    # and 2-5x faster calls on the shipped bundles. Static QDQ graphs keep the fusion: their
-    # convolutions then run as int8 kernels (README, "Measured figures").
+    # onnxruntime folds those into float constants once, at load (same outputs, faster calls).
+    # Static QDQ graphs keep the fusion: their convolutions then run as int8 kernels. The
+    # measurements are in README, "Measured figures".
     so.add_session_config_entry("session.disable_quant_qdq", "1" if fold_weights else "0")
     if threads is not None:
         so.intra_op_num_threads = threads

@@ -37,7 +37,7 @@ class OrtEngine(private val source: BundleSource, private val threads: Int) : En
         val options = OrtSession.SessionOptions()
         options.setIntraOpNumThreads(threads)
         options.setOptimizationLevel(OrtSession.SessionOptions.OptLevel.ALL_OPT)
-        // BUNDLE.md 2.2.1: weight-only graphs fold their weights to float at load (2-5x faster
+        // BUNDLE.md 2.2.1: weight-only graphs fold their weights to float at load (faster
         // calls); static QDQ graphs keep the fusion into int8 kernels, as the golden files were made
         options.addConfigEntry("session.disable_quant_qdq", if (graph.staticQdq) "0" else "1")
         // from bytes, never from a path: an external-data reference would make ORT open files
