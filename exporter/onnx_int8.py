@@ -40,7 +40,8 @@ OP_TYPES = ["MatMul", "Gemm", "Conv"]
 COMFORT_MARGIN_DB = 10.0  # a variant this far above the int8 image bar is accurate enough
 MIN_WEIGHT_ELEMENTS = 256  # smaller tensors (biases, tiny tables) stay float
 INT4_BLOCK = 32  # weights per int4 scale
-INT8_VARIANTS = ("weight_only", "weight_only_int4", "static_qdq", "static_qdq_float_edges", "dynamic")
+INT8_VARIANTS = ("weight_only", "weight_only_int4", "static_qdq", "static_qdq_float_edges",
+                 "dynamic")
 
 
 # ---------------------------------------------------------------------------- weight-only
@@ -109,19 +110,18 @@ def weight_only(model: onnx.ModelProto, bits: int = 8, block: int = INT4_BLOCK) 
         if w.size < MIN_WEIGHT_ELEMENTS or w.ndim not in ranks:
             continue
         conv = op == "Conv"
-        stored = w if conv or w.ndim == 2 else w.transpose(1, 0, 2).reshape(w.shape[1], -1)
         axis = 0 if conv or (op == "Gemm" and trans) else 1  # the output channels
+        flat = (w.reshape(w.shape[0], -1) if conv else
+                w.transpose(1, 0, 2).reshape(w.shape[1], -1) if w.ndim == 3 else w)
         base = f"{name}_q"
-        if conv and bits == 4:
-            stored = w.reshape(w.shape[0], -1)
-        reduce_axis = 1 - axis
-        if bits == 4 and stored.ndim == 2 and stored.shape[reduce_axis] % block == 0:
-            q, scale = _quantize_blocks(stored, reduce_axis, block)
+        if bits == 4 and flat.shape[1 - axis] % block == 0:  # blocks along the reduction axis
+            stored = flat
+            q, scale = _quantize_blocks(stored, 1 - axis, block)
             qt = _int4_tensor(q, base)
-            dq_attrs = {"axis": reduce_axis, "block_size": block}
+            dq_attrs = {"axis": 1 - axis, "block_size": block}
             int4 = True
-        else:
-            stored = w if conv else stored
+        else:  # int8, one scale per output channel; a Conv keeps its own shape
+            stored = w if conv else flat
             q, scale = _quantize_axis(stored, axis)
             qt = numpy_helper.from_array(q, base)
             dq_attrs = {"axis": axis}
