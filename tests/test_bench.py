@@ -8,6 +8,7 @@ export. The arithmetic (ratios, fits, target checks) is tested on explicit rows.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import struct
 
@@ -221,6 +222,34 @@ def test_load_monitor_sees_a_foreign_busy_process():
     child = subprocess.Popen([sys.executable, "-c", "import time; t=time.time()\nwhile time.time()-t<1: pass"])
     child.wait()
     assert all(h["pid"] != child.pid for h in own.finish()["heavy_processes"])
+
+
+def test_load_monitor_sees_short_lived_foreign_processes():
+    """Foreign processes that start and end inside the run (a test suite's commands) are each
+    invisible to the per-process check; the machine-wide busy time still marks the run."""
+    import subprocess
+    import sys
+    import time
+
+    from lrf.benchmarks.load import LoadMonitor
+
+    mon = LoadMonitor(busy_process_cores=100.0)   # per-process check off: only the total counts
+    mon.start()
+    for _ in range(3):   # three 0.5 s CPU busy loops, each re-parented away (double fork)
+        subprocess.check_call(["sh", "-c", f"{sys.executable} -c 'import time\n"
+                               "while time.process_time() < 0.5: pass' >/dev/null 2>&1 &"])
+        time.sleep(0.7)
+    verdict = mon.finish()
+    assert verdict["heavy_processes"] == []
+    assert verdict["foreign_cores"] > 0.3, verdict
+    assert not verdict["quiet"] and any("on average" in r for r in verdict["reasons"])
+
+    from lrf.benchmarks.load import CLK_TCK, cpu_snapshot, own_ticks
+
+    before = own_ticks(cpu_snapshot(), os.getpid())
+    subprocess.check_call([sys.executable, "-c", "import time\n"
+                           "while time.process_time() < 0.5: pass"])   # the bench's own child
+    assert own_ticks(cpu_snapshot(), os.getpid()) - before >= 0.45 * CLK_TCK   # counted as ours
 
 
 def test_export_requests_per_target_and_size():
