@@ -13,6 +13,10 @@ naming the artifact and its margin. Usage and input errors exit 2.
 
 from __future__ import annotations
 
+from lrf.cli import guard_startup
+
+guard_startup("lrf-export", __name__ == "__main__")  # Ctrl-C during the imports: 1 line
+
 import argparse
 import sys
 
@@ -20,14 +24,18 @@ from lrf.cli import Parser, entry, int_arg
 
 
 _int_at_least = int_arg  # lrf/cli.py: one integer parser for every CLI
+# Upper bounds, so a typo fails at once with one line instead of allocating gigabytes or
+# running for days: steps as the runtime (runtime/scheduler.py MAX_STEPS), a latent of at most
+# 512 (4096-pixel images), at most 10,000 gate / calibration / fidelity images, batch 256.
+MAX_STEPS, MAX_LATENT, MAX_IMAGES, MAX_BATCH = 1000, 512, 10_000, 256
 
 
-def _positive(flag: str):
-    return _int_at_least(flag, 1)
+def _positive(flag: str, hi: int | None = None):
+    return _int_at_least(flag, 1, hi)
 
 
-def _non_negative(flag: str):
-    return _int_at_least(flag, 0)
+def _non_negative(flag: str, hi: int | None = None):
+    return _int_at_least(flag, 0, hi)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,21 +44,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", help="export target: onnx, coreml, executorch, or all (one "
                    "bundle per target under OUT/<target>/; see runtime/BUNDLE.md section 7)")
     p.add_argument("--int8", action="store_true", help="int8 graphs (calibrated, measured)")
-    p.add_argument("--steps", type=_positive("--steps"), nargs="+", default=None, metavar="N",
+    p.add_argument("--steps", type=_positive("--steps", MAX_STEPS), nargs="+", default=None,
+                   metavar="N",
                    help="step counts the parity gate generates whole images at, besides the "
                         "checkpoint's default (default: 8; turbo checkpoints: 1 2 4); the bundle "
                         "runs any N")
     p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: shipped one)")
     p.add_argument("--out", default=None,
                    help="bundle folder (default: bundles/<checkpoint>-<target>-<precision>)")
-    p.add_argument("--latent-size", type=_positive("--latent-size"), default=None,
+    p.add_argument("--latent-size", type=_positive("--latent-size", MAX_LATENT), default=None,
                    help="latent height = width of the denoise graph (default: trained size; "
                         "other sizes are for cost measurements)")
-    p.add_argument("--parity-images", type=_positive("--parity-images"), default=20,
+    p.add_argument("--parity-images", type=_positive("--parity-images", MAX_IMAGES), default=20,
                    help="fixed (seed, class) cases for the parity gate (default 20)")
-    p.add_argument("--calibration-images", type=_positive("--calibration-images"), default=32,
+    p.add_argument("--calibration-images", type=_positive("--calibration-images", MAX_IMAGES),
+                   default=32,
                    help="int8: trajectories recorded for calibration (default 32)")
-    p.add_argument("--fidelity-images", type=_non_negative("--fidelity-images"), default=200,
+    p.add_argument("--fidelity-images", type=_non_negative("--fidelity-images", MAX_IMAGES),
+                   default=200,
                    help="images for the class-fidelity check when the classifier exists "
                         "(default 200; 0 disables and records it as not measured)")
     p.add_argument("--fused-form", choices=["loop", "unrolled"], default="loop",
@@ -69,9 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=("static_qdq", "static_qdq_float_edges", "dynamic"),
                    help="onnx --int8: build this variant only, without scoring the candidates "
                         "(faster at large --latent-size; the parity gate still runs)")
-    p.add_argument("--batch", type=_positive("--batch"), default=None,
+    p.add_argument("--batch", type=_positive("--batch", MAX_BATCH), default=None,
                    help="coreml/executorch: the fixed batch size of every graph (default 1)")
-    p.add_argument("--window", type=_positive("--window"), default=None, metavar="K",
+    p.add_argument("--window", type=_positive("--window", MAX_STEPS), default=None, metavar="K",
                    help="coreml/executorch: steps per denoise call, unrolled (default 1, which "
                         "runs any N; K > 1 runs N divisible by K in fewer calls)")
     p.add_argument("--check", metavar="BUNDLE", default=None,
@@ -93,37 +104,35 @@ def _run(args) -> int:
         print("lrf-export: error: pass --target TARGET to export, or --check BUNDLE",
               file=sys.stderr)
         return 2
-    try:
-        if args.check is not None:
-            from lrf.exporter.check import check_bundle
+    # a ValueError / OSError below is one line and exit 2 from lrf.cli.run (which also knows
+    # when it is an interrupt a library rewrapped: then 'interrupted' and 130)
+    if args.check is not None:
+        from lrf.exporter.check import check_bundle
 
-            report = check_bundle(args.check, backend=args.backend)
-            print(report)
-            return 0
-        from lrf.exporter.parity import ParityError
-        from lrf.exporter.export import export_bundle
+        report = check_bundle(args.check, backend=args.backend)
+        print(report)
+        return 0
+    from lrf.exporter.parity import ParityError
+    from lrf.exporter.export import export_bundle
 
-        targets, outs = _targets_and_outs(args)
-        failed = []
-        for target, out_dir in zip(targets, outs):
-            try:
-                out = export_bundle(target, checkpoint=args.checkpoint, out=out_dir,
-                                    int8=args.int8 or args.palettize is not None,
-                                    steps=args.steps, latent_size=args.latent_size,
-                                    parity_images=args.parity_images,
-                                    calibration_images=args.calibration_images,
-                                    fidelity_images=args.fidelity_images, log=log,
-                                    options=_target_options(args, target))
-            except ParityError as e:  # --target all: the other targets are still written
-                print(f"lrf-export: error: {target}: {e}", file=sys.stderr)
-                failed.append(target)
-                continue
-            print(out)
-        if failed:
-            return 1
-    except (ValueError, FileNotFoundError, FileExistsError, InterruptedError) as e:
-        print(f"lrf-export: error: {e}", file=sys.stderr)
-        return 2
+    targets, outs = _targets_and_outs(args)
+    failed = []
+    for target, out_dir in zip(targets, outs):
+        try:
+            out = export_bundle(target, checkpoint=args.checkpoint, out=out_dir,
+                                int8=args.int8 or args.palettize is not None,
+                                steps=args.steps, latent_size=args.latent_size,
+                                parity_images=args.parity_images,
+                                calibration_images=args.calibration_images,
+                                fidelity_images=args.fidelity_images, log=log,
+                                options=_target_options(args, target))
+        except ParityError as e:  # --target all: the other targets are still written
+            print(f"lrf-export: error: {target}: {e}", file=sys.stderr)
+            failed.append(target)
+            continue
+        print(out)
+    if failed:
+        return 1
     return 0
 
 

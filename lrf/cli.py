@@ -5,9 +5,11 @@ Every script's ``main`` is wrapped by :func:`entry`, so all of them fail the sam
 - an expected error (bad input: ``ValueError``, ``OSError``, ``CLIError``, out of memory, input
   nested too deeply) is ONE line ``prog: error: ...`` on stderr and exit status 2;
 - any other exception is one line ``prog: error: internal error: Type: ...`` and exit status 1
-  (``LRF_DEBUG=1`` prints the traceback instead, for bug reports);
+  (``LRF_DEBUG=1`` prints the traceback too, for bug reports);
 - Ctrl-C is one line ``prog: interrupted`` and exit 130, SIGTERM ``prog: terminated`` and 143;
   a second Ctrl-C while temporaries are being removed is ignored, so the cleanup completes.
+  A script's module calls :func:`guard_startup` before its heavy imports, so this holds while
+  it starts too; an interrupt that third-party code loses or rewraps still ends the run.
 
 Outputs are written through :func:`atomic_output` (a temporary beside the target, then one
 rename), so an error or an interrupt never leaves a half-written file or a temporary behind.
@@ -16,8 +18,10 @@ rename), so an error or an interrupt never leaves a half-written file or a tempo
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import functools
+import math
 import os
 import re
 import signal
@@ -75,25 +79,59 @@ def describe(exc: BaseException) -> tuple[str, int]:
         return "out of memory (an input or a bundle asks for more than this machine has)", 2
     if isinstance(exc, RecursionError):
         return "input nested too deeply to read", 2
+    if isinstance(exc, BrokenPipeError):
+        return ("standard output was closed (broken pipe) before the run finished; files it "
+                "wrote before that are complete"), 2
     if isinstance(exc, EXPECTED):
         return (str(exc) or type(exc).__name__), 2
     return f"internal error: {type(exc).__name__}: {exc}", 1
 
 
+RECHECK_S = 2.0  # seconds after a first signal before it is raised again if it was swallowed
+
+
+def _unwinding_an_interrupt() -> bool:
+    """True while an interrupt is being handled or unwound (an ``except`` or ``finally`` block,
+    a context manager's exit): cleanup is running and must not be interrupted again."""
+    exc, depth = sys.exc_info()[1], 0
+    while exc is not None and depth < 50:
+        if isinstance(exc, (KeyboardInterrupt, Terminated)):
+            return True
+        exc, depth = exc.__cause__ or exc.__context__, depth + 1
+    return False
+
+
 @contextlib.contextmanager
-def _signals(prog: str) -> Iterator[None]:
-    """SIGINT -> KeyboardInterrupt, SIGTERM -> Terminated; a second signal is ignored while the
-    first unwinds (cleanup completes); a third exits at once with the one line."""
+def _signals(prog: str, seen: list) -> Iterator[None]:
+    """SIGINT -> KeyboardInterrupt, SIGTERM -> Terminated, each signal recorded in ``seen`` as
+    (exception, status, word); a second signal is ignored while the first unwinds (cleanup
+    completes); a third exits at once with the one line.
+
+    Third-party code can lose the first interrupt: a C extension's module init turns it into
+    ``ImportError: initialization failed`` (pybind11), and an ``except Exception`` around an
+    optional import then swallows that, so the program would run on for minutes. So
+    :func:`run` judges by ``seen``, not by what came out of ``fn``, and while the interrupt is
+    not seen unwinding it is raised again every :data:`RECHECK_S` seconds (SIGALRM)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
-    seen = []
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    timer = []  # the ITIMER_REAL a first signal found, restored after
+
+    def recheck(*_):
+        signal.setitimer(signal.ITIMER_REAL, RECHECK_S)
+        if not _unwinding_an_interrupt():  # the interrupt was lost: raise it again
+            raise seen[0][0]
 
     def handler(exc, status, word):
         def on_signal(*_):
-            seen.append(status)
+            seen.append((exc, status, word))
             if len(seen) == 1:
+                previous[signal.SIGALRM] = signal.getsignal(signal.SIGALRM)
+                timer.append(signal.setitimer(signal.ITIMER_REAL, 0))
+                signal.signal(signal.SIGALRM, recheck)
+                signal.setitimer(signal.ITIMER_REAL, RECHECK_S)
                 raise exc
             if len(seen) > 2:  # the first was swallowed somewhere, or cleanup hangs: stop now
                 os.write(2, f"{prog}: {word}\n".encode())
@@ -101,39 +139,108 @@ def _signals(prog: str) -> Iterator[None]:
             # the second: ignored, so the cleanup the first one started can finish
         return on_signal
 
-    on_int = handler(KeyboardInterrupt, INTERRUPTED, "interrupted")
-    on_term = handler(Terminated, TERMINATED, "terminated")
-
-    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    signal.signal(signal.SIGINT, on_int)
-    signal.signal(signal.SIGTERM, on_term)
+    for s, exc, status, word in ((signal.SIGINT, KeyboardInterrupt, INTERRUPTED, "interrupted"),
+                                 (signal.SIGTERM, Terminated, TERMINATED, "terminated")):
+        if previous[s] is not signal.SIG_IGN:  # nohup, or `cmd &` in a script: stays ignored
+            signal.signal(s, handler(exc, status, word))
     try:
         yield
     finally:
+        if timer:
+            signal.setitimer(signal.ITIMER_REAL, 0)
         for s, old in previous.items():
             signal.signal(s, old if old is not None else signal.SIG_DFL)
+        if timer and timer[0][0]:
+            signal.setitimer(signal.ITIMER_REAL, *timer[0])
+
+
+def debugging() -> bool:
+    """``LRF_DEBUG`` asks for tracebacks: 1/yes/true/on (any case); unset, empty, 0/no/false/off
+    or anything else leave them off (LRF_DEBUG=0 must not turn them on)."""
+    return os.environ.get("LRF_DEBUG", "").strip().lower() in ("1", "yes", "true", "on")
 
 
 def run(prog: str, fn: Callable[[list[str] | None], int | None],
         argv: list[str] | None = None) -> int:
-    """Call ``fn(argv)`` under the shared error policy and return the exit status."""
+    """Call ``fn(argv)`` under the shared error policy and return the exit status.
+
+    A SIGINT or SIGTERM received while ``fn`` ran decides the outcome (130 / 143 and one line),
+    whatever third-party code turned the interrupt into on its way out."""
+    seen: list = []
     try:
-        with _signals(prog):
-            return int(fn(argv) or 0)
+        with _signals(prog, seen):
+            status = int(fn(argv) or 0)
     except SystemExit as e:  # argparse (one line already printed), --help, explicit exits
-        return e.code if isinstance(e.code, int) else (0 if e.code is None else _fail(prog, e.code))
+        if not seen:
+            return e.code if isinstance(e.code, int) else \
+                (0 if e.code is None else _fail(prog, e.code))
     except KeyboardInterrupt:
-        _say(f"{prog}: interrupted")
-        return INTERRUPTED
+        if not seen:
+            _say(f"{prog}: interrupted")
+            return INTERRUPTED
     except Terminated:
-        _say(f"{prog}: terminated")
-        return TERMINATED
+        if not seen:
+            _say(f"{prog}: terminated")
+            return TERMINATED
     except Exception as e:  # noqa: BLE001 - the whole point: no traceback reaches the user
-        message, status = describe(e)
-        if os.environ.get("LRF_DEBUG"):
+        if debugging():
             traceback.print_exc()
-        _say(f"{prog}: error: {one_line(message)}")
-        return status
+        if isinstance(e, BrokenPipeError):
+            _silence_stdout()  # else Python's own flush at exit reports the pipe once more
+        if not seen:
+            message, status = describe(e)
+            _say(f"{prog}: error: {one_line(message)}")
+            return status
+    else:
+        if not seen:
+            return status
+    _, status, word = seen[0]
+    _say(f"{prog}: {word}")
+    return status
+
+
+def guard_startup(prog: str, main_module: bool = False) -> None:
+    """Call first thing in a console script's module, before its heavy imports: while the
+    script starts (numpy, onnxruntime and torch take seconds), Ctrl-C is one line
+    ``prog: interrupted`` and exit 130, SIGTERM ``prog: terminated`` and 143, at once (nothing
+    is open yet, so there is nothing to clean up); :func:`run` takes over in ``main``.
+
+    Only when this process IS that console script (``sys.argv[0]`` names it, or the module
+    runs as ``__main__``): a program that imports the module keeps its own signal handling.
+    A signal the parent set to be ignored (``nohup``) stays ignored."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if not main_module and (not sys.argv or os.path.basename(sys.argv[0] or "") != prog):
+        return
+
+    def handler(status, word):
+        def at_once(*_):
+            os.write(2, f"{prog}: {word}\n".encode())
+            os._exit(status)
+        return at_once
+
+    for s, status, word in ((signal.SIGINT, INTERRUPTED, "interrupted"),
+                            (signal.SIGTERM, TERMINATED, "terminated")):
+        if signal.getsignal(s) is not signal.SIG_IGN:
+            signal.signal(s, handler(status, word))
+    atexit.register(_ignore_signals_while_python_tears_down)  # registered first: runs last
+
+
+def _ignore_signals_while_python_tears_down() -> None:
+    """The last exit handler of a console script. After it, CPython resets every handled
+    signal to the default action and then unloads torch and onnxruntime (a second or so), so a
+    Ctrl-C there would kill a run that has finished and written everything: no line, status
+    -2. Ignored instead, the process ends with its own status."""
+    if threading.current_thread() is threading.main_thread():
+        for s in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(OSError, ValueError):
+                signal.signal(s, signal.SIG_IGN)
+
+
+def _silence_stdout() -> None:
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 def _fail(prog: str, message) -> int:
@@ -236,5 +343,22 @@ def int_arg(flag: str, lo: int = 1, hi: int | None = None):
         if v < lo or (hi is not None and v > hi):
             bound = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
             raise argparse.ArgumentTypeError(f"{flag} must be {bound}, got {v}")
+        return v
+    return parse
+
+
+def float_arg(flag: str, lo: float = -math.inf, hi: float = math.inf, open_lo: bool = False):
+    """An argparse ``type=`` for a finite number in [lo, hi] ((lo, hi] if ``open_lo``): NaN,
+    infinities and out-of-range values get one clear message (a NaN learning rate would
+    otherwise train for hours into NaN weights and exit 0)."""
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} must be a number, got {text!r}") from None
+        if not math.isfinite(v) or (v <= lo if open_lo else v < lo) or v > hi:
+            bound = "a finite number" if (lo, hi) == (-math.inf, math.inf) else \
+                f"a number in {'(' if open_lo else '['}{lo:g}, {hi:g}]"
+            raise argparse.ArgumentTypeError(f"{flag} must be {bound}, got {text!r}")
         return v
     return parse

@@ -15,6 +15,10 @@ This module imports torch only on the --checkpoint path, so a runtime-only insta
 
 from __future__ import annotations
 
+from lrf.cli import guard_startup
+
+guard_startup("lrf-generate", __name__ == "__main__")  # Ctrl-C during the imports: 1 line
+
 import argparse
 
 from lrf.cli import Parser, int_arg, atomic_output, check_output, entry
@@ -82,29 +86,53 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def read_picture(path: str, flag: str):
-    """A PIL image fully read from ``path``; FileNotFoundError / ValueError naming the flag."""
+def read_picture(path: str, flag: str, size: tuple[int, int] | None = None):
+    """A PIL image fully read from ``path``; FileNotFoundError / ValueError naming the flag.
+    ``size`` (width, height), the size the model needs: a picture of more than 4x its pixels is
+    refused from its header, before a pixel is decoded (a small PNG can inflate to gigabytes);
+    the exact size is judged after, by :mod:`lrf.editing`."""
+    import warnings
+
     from PIL import Image
 
-    if not os.path.isfile(path):
+    if not os.path.lexists(path):
         raise FileNotFoundError(f"{flag} {path!r} does not exist")
+    if not os.path.isfile(path):
+        raise ValueError(f"{flag} {path!r} is not a regular file; give a PNG or JPEG")
     try:
-        with Image.open(path) as im:
-            im.load()
-            return im.copy()
+        with warnings.catch_warnings():  # PIL's bomb warning, an error here: one line, ours
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                if size is not None and im.size[0] * im.size[1] > 4 * size[0] * size[1]:
+                    raise _TooLarge(im.size)
+                im.load()
+                return im.copy()
+    except _TooLarge as e:
+        (w, h), (want_w, want_h) = e.args[0], size
+        raise ValueError(f"{flag} {path!r} is {w}x{h}, far larger than the {want_w}x{want_h} "
+                         f"images this model makes; resize it to {want_w}x{want_h}") from None
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        raise ValueError(f"{flag} {path!r} declares more pixels than an image can have here "
+                         "(a decompression bomb?); give a PNG or JPEG of the model's size") \
+            from None
     except Exception as e:  # PIL raises many types (UnidentifiedImageError, bomb errors, ...)
         raise ValueError(f"cannot read {flag} {path!r} as an image ({type(e).__name__}); "
                          "give a PNG or JPEG") from None
+
+
+class _TooLarge(Exception):
+    pass
 
 
 def edit_inputs(args, height: int, width: int):
     """The validated --init-image (uint8 [H,W,3]) and --mask (bool keep mask or None)."""
     from lrf import editing
 
-    image = editing.check_image(read_picture(args.init_image, "--init-image"), height, width,
-                                what=f"--init-image {args.init_image!r}")
+    image = editing.check_image(read_picture(args.init_image, "--init-image", (width, height)),
+                                height, width, what=f"--init-image {args.init_image!r}")
     mask = None if args.mask is None else editing.keep_pixels(
-        read_picture(args.mask, "--mask"), height, width, what=f"--mask {args.mask!r}")
+        read_picture(args.mask, "--mask", (width, height)), height, width,
+        what=f"--mask {args.mask!r}")
     return image, mask
 
 
@@ -178,6 +206,18 @@ def _bundle_images(args, labels, seeds):
     return gen.classes, labels, run
 
 
+def _outside_the_bundle(path: str, flag: str, bundle: str | None) -> None:
+    """A bundle holds only the files its manifest lists: writing an image into the bundle being
+    read would make the next load refuse it (an unlisted file), or overwrite one of its files."""
+    if not bundle:
+        return
+    root = os.path.realpath(bundle)
+    target = os.path.realpath(path)
+    if os.path.isdir(root) and os.path.commonpath([root, target]) == root:
+        raise ValueError(f"{flag} {path!r} is inside the bundle folder {bundle!r}; write the "
+                         "image elsewhere (a bundle holds only the files its manifest lists)")
+
+
 @entry("lrf-generate")  # one error line, Ctrl-C 130; no traceback
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
@@ -198,26 +238,25 @@ def main(argv: list[str] | None = None) -> int:
         print("lrf-generate: error: --init-image makes one image: pass --out FILE.png and no "
               "--grid", file=sys.stderr)
         return 2
-    try:
-        for flag, path in (("--out", args.out), ("--grid", args.grid)):
-            if path:
-                check_output(path, flag)  # before minutes of sampling
-        backend = _bundle_images if args.bundle is not None else _torch_images
-        classes, labels, run = backend(args, [args.cls] if args.cls is not None else [], None)
-        if args.out:
-            img = run(labels, [args.seed])[0]
-            save_png(img, args.out)
-            how = f", strength {_edit_strength(args)}" if args.init_image else ""
-            print(f"wrote {args.out} (class {classes[labels[0]]}, seed {args.seed}{how})")
-        if args.grid:
-            k = args.per_class
-            lab = [c for c in range(len(classes)) for _ in range(k)]
-            imgs = run(lab, list(range(k)) * len(classes))
-            save_png(make_grid(imgs, len(classes)), args.grid, "--grid")
-            print(f"wrote {args.grid} ({len(classes)} rows x {k} seeds)")
-    except (ValueError, FileNotFoundError, OSError, InterruptedError) as e:
-        print(f"lrf-generate: error: {e}", file=sys.stderr)
-        return 2
+    # a ValueError / OSError below is one line and exit 2 from lrf.cli.run (which also knows
+    # when it is an interrupt a library rewrapped: then 'interrupted' and 130)
+    for flag, path in (("--out", args.out), ("--grid", args.grid)):
+        if path:
+            check_output(path, flag)  # before minutes of sampling
+            _outside_the_bundle(path, flag, args.bundle)
+    backend = _bundle_images if args.bundle is not None else _torch_images
+    classes, labels, run = backend(args, [args.cls] if args.cls is not None else [], None)
+    if args.out:
+        img = run(labels, [args.seed])[0]
+        save_png(img, args.out)
+        how = f", strength {_edit_strength(args)}" if args.init_image else ""
+        print(f"wrote {args.out} (class {classes[labels[0]]}, seed {args.seed}{how})")
+    if args.grid:
+        k = args.per_class
+        lab = [c for c in range(len(classes)) for _ in range(k)]
+        imgs = run(lab, list(range(k)) * len(classes))
+        save_png(make_grid(imgs, len(classes)), args.grid, "--grid")
+        print(f"wrote {args.grid} ({len(classes)} rows x {k} seeds)")
     return 0
 
 

@@ -19,6 +19,21 @@ SCRIPTS = ["lrf.generate", "lrf.training.cli", "lrf.training.evaluate", "lrf.exp
            "lrf.benchmarks.cli"]
 
 
+@pytest.fixture(autouse=True)
+def _sigint_not_ignored():
+    """Tests send SIGINT; a suite started in the background (`pytest &` in a script) inherits
+    it ignored, and ignored signals stay ignored (lrf.cli._signals, like Python itself)."""
+    old = signal.getsignal(signal.SIGINT)
+    if old is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
+
+
+def _default_sigint():  # preexec_fn of the subprocesses the tests interrupt
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _run(fn, capsys, argv=None):
     code = cli.run("prog", fn, argv)
     err = capsys.readouterr().err
@@ -118,7 +133,8 @@ sys.exit(main())
                                                   (signal.SIGTERM, 143, "terminated", False)])
 def test_signal_is_one_line_and_cleanup_completes(sig, status, word, twice):
     p = subprocess.Popen([sys.executable, "-c", _SLEEPER], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+                         stderr=subprocess.PIPE, text=True,
+                         preexec_fn=_default_sigint)
     assert p.stdout.readline().strip() == "ready"
     p.send_signal(sig)
     if twice:
@@ -154,7 +170,8 @@ def test_ctrl_c_while_a_console_script_imports_torch(tmp_path):
         pytest.skip("needs the installed lrf-generate console script and Linux /proc")
     p = subprocess.Popen([str(script), "--checkpoint", str(tmp_path / "none"), "--class", "cat",
                           "--out", str(tmp_path / "x.png")], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+                         stderr=subprocess.PIPE, text=True,
+                         preexec_fn=_default_sigint)
     deadline = time.time() + 120
     while p.poll() is None and time.time() < deadline:
         try:
@@ -170,3 +187,229 @@ def test_ctrl_c_while_a_console_script_imports_torch(tmp_path):
         return
     assert p.returncode == 130 and err.splitlines() == ["lrf-generate: interrupted"]
     assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------- interrupts lost by third parties
+def _interrupt_me():
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(5)  # the handler raises before this returns
+
+
+def _rewrapped():
+    """What pybind11 does to a Ctrl-C during an extension module's init (onnxruntime, torch):
+    ImportError('initialization failed') from the KeyboardInterrupt."""
+    try:
+        _interrupt_me()
+    except KeyboardInterrupt as e:
+        raise ImportError("initialization failed") from e
+
+
+def test_interrupt_rewrapped_by_an_extension_is_still_an_interrupt(capsys):
+    code, err = _run(lambda argv: _rewrapped(), capsys)
+    assert code == 130 and err.splitlines() == ["prog: interrupted"]
+
+
+def test_interrupt_swallowed_by_an_optional_import_still_ends_the_run(capsys, monkeypatch):
+    """``try: import ext except ImportError: ext = None`` around the rewrapped interrupt: the run
+    must not go on for minutes; the interrupt is raised again."""
+    monkeypatch.setattr(cli, "RECHECK_S", 0.2)
+    reached = []
+
+    def fn(argv):
+        try:
+            _rewrapped()
+        except ImportError:
+            pass  # "optional extension not available"
+        reached.append("work")
+        t0 = time.time()
+        while time.time() - t0 < 30:  # the long work that follows
+            sum(range(1000))
+        reached.append("done")
+        return 0
+
+    t0 = time.time()
+    code, err = _run(fn, capsys)
+    assert code == 130 and err.splitlines() == ["prog: interrupted"]
+    assert reached == ["work"] and time.time() - t0 < 10
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    assert signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, None)
+
+
+def test_interrupt_raised_again_never_cuts_the_cleanup(capsys, monkeypatch):
+    monkeypatch.setattr(cli, "RECHECK_S", 0.05)
+    cleaned = []
+
+    def fn(argv):
+        try:
+            _interrupt_me()
+        finally:
+            t0 = time.time()
+            while time.time() - t0 < 0.5:  # cleanup lasting ten rechecks
+                sum(range(1000))
+            cleaned.append(True)
+
+    code, err = _run(fn, capsys)
+    assert code == 130 and err.splitlines() == ["prog: interrupted"] and cleaned == [True]
+
+
+def test_interrupt_during_a_run_that_then_finishes_is_still_reported(capsys):
+    def fn(argv):
+        try:
+            _interrupt_me()
+        except BaseException:  # noqa: BLE001 - third-party code that swallows everything
+            pass
+        return 0
+
+    code, err = _run(fn, capsys)
+    assert code == 130 and err.splitlines() == ["prog: interrupted"]
+
+
+_STARTING = """
+import sys, time
+sys.argv[0] = "/somewhere/bin/lrf-fake"
+from lrf.cli import guard_startup
+guard_startup("lrf-fake")
+print("ready", flush=True)
+time.sleep(60)  # the heavy imports of a console script
+"""
+
+
+@pytest.mark.parametrize("sig,status,word", [(signal.SIGINT, 130, "interrupted"),
+                                             (signal.SIGTERM, 143, "terminated")])
+def test_signal_while_a_console_script_starts(sig, status, word):
+    p = subprocess.Popen([sys.executable, "-c", _STARTING], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True,
+                         preexec_fn=_default_sigint)
+    assert p.stdout.readline().strip() == "ready"
+    p.send_signal(sig)
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == status and err.splitlines() == [f"lrf-fake: {word}"]
+
+
+def test_importing_the_scripts_changes_no_signal_handling():
+    """A program that imports lrf or a console script's module keeps its own handlers."""
+    code = ("import signal\n"
+            "before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}\n"
+            "import lrf, lrf.generate, lrf.training.cli, lrf.exporter.cli\n"
+            "after = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}\n"
+            "assert before == after, (before, after)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       cwd=Path(__file__).parent, timeout=300)
+    assert r.returncode == 0, r.stderr
+
+
+_TEARDOWN = """
+import sys, time
+sys.argv[0] = "/somewhere/bin/lrf-fake"
+from lrf.cli import entry, guard_startup
+guard_startup("lrf-fake")
+
+
+class Heavy:  # an extension whose unloading takes a while (torch, onnxruntime)
+    def __del__(self):
+        print("tearing down", flush=True)
+        time.sleep(2)
+
+
+heavy = Heavy()
+
+
+@entry("lrf-fake")
+def main(argv=None):
+    print("done", flush=True)
+    return 0
+
+
+sys.exit(main())
+"""
+
+
+def test_signal_after_the_work_while_python_tears_down_keeps_the_status():
+    """CPython resets signals to the default action before it unloads modules; a Ctrl-C then
+    must not kill a finished run (status -2, no line)."""
+    p = subprocess.Popen([sys.executable, "-c", _TEARDOWN], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True,
+                         preexec_fn=_default_sigint)
+    assert p.stdout.readline().strip() == "done"
+    assert p.stdout.readline().strip() == "tearing down"
+    p.send_signal(signal.SIGINT)
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 0 and err == ""
+
+
+# ------------------------------------------------------------- LRF_DEBUG, broken pipes, CLIs
+@pytest.mark.parametrize("value,shown", [("1", True), ("yes", True), ("0", False), ("", False),
+                                         ("false", False), ("maybe\n\x1b[2J", False)])
+def test_lrf_debug_means_what_it_says(capsys, monkeypatch, value, shown):
+    monkeypatch.setenv("LRF_DEBUG", value)
+
+    def fn(argv):
+        raise ValueError("bad input")
+    code, err = _run(fn, capsys)
+    assert code == 2 and err.splitlines()[-1] == "prog: error: bad input"
+    assert ("Traceback" in err) is shown
+
+
+def test_broken_stdout_pipe_is_one_clear_line(capsys, monkeypatch):
+    monkeypatch.setattr(cli, "_silence_stdout", lambda: None)  # pytest's capture is no fd
+
+    def fn(argv):
+        raise BrokenPipeError(32, "Broken pipe")
+    code, err = _run(fn, capsys)
+    assert code == 2 and err.splitlines() == [
+        "prog: error: standard output was closed (broken pipe) before the run finished; files "
+        "it wrote before that are complete"]
+
+
+def test_generate_into_a_closed_pipe(tmp_path):
+    """The console script piped into a reader that is gone: one line, exit 2 (not 0, not a
+    second 'Exception ignored' line at exit)."""
+    script = Path(sys.executable).parent / "lrf-generate"
+    if not script.is_file():
+        pytest.skip("needs the installed lrf-generate console script")
+    r = subprocess.run(["/bin/bash", "-c", f"set -o pipefail; '{script}' --bundle --class cat "
+                        f"--out '{tmp_path / 'x.png'}' --no-progress | true"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and len(r.stderr.splitlines()) == 1 and "broken pipe" in r.stderr
+
+
+@pytest.mark.parametrize("module,argv,patch", [
+    ("lrf.exporter.cli", ["--check", "somewhere"], ("lrf.exporter.check", "check_bundle")),
+    ("lrf.generate", ["--bundle", "somewhere", "--class", "cat", "--out", "x.png"],
+     ("lrf.generate", "_bundle_images")),
+])
+def test_interrupt_turned_into_an_error_by_a_library_is_one_line(module, argv, patch, capsys,
+                                                                   monkeypatch, tmp_path):
+    """lrf.exporter.targets turns an ImportError (an interrupted extension init) into a
+    ValueError 'needs the package'; the CLI must not print that as an error before the
+    interrupt line."""
+    import importlib
+
+    monkeypatch.chdir(tmp_path)
+    def rewrapped(*a, **k):
+        try:
+            _rewrapped()
+        except ImportError as e:
+            raise ValueError("export target 'onnx' needs the Python package onnxruntime") from e
+    monkeypatch.setattr(importlib.import_module(patch[0]), patch[1], rewrapped)
+    main = importlib.import_module(module).main
+    assert main(argv) == 130
+    prog = "lrf-export" if "exporter" in module else "lrf-generate"
+    assert capsys.readouterr().err.splitlines() == [f"{prog}: interrupted"]
+
+
+def test_an_ignored_sigint_stays_ignored():
+    """`lrf-export ... &` in a script (or nohup) starts with SIGINT ignored, so a Ctrl-C meant
+    for the foreground job leaves it running; SIGTERM still stops it with its one line."""
+    code = _SLEEPER.replace("time.sleep(60)", "time.sleep(3)")
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    assert p.stdout.readline().strip() == "ready"
+    p.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    assert p.poll() is None
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 143 and err.splitlines() == ["lrf-sleep: terminated"]

@@ -3,13 +3,24 @@
 
 from __future__ import annotations
 
-import argparse
+from lrf.cli import guard_startup
 
-from lrf.cli import Parser, int_arg, entry
+guard_startup("lrf-train", __name__ == "__main__")  # Ctrl-C during the imports: 1 line
+
+import argparse
+import contextlib
+import os
 import sys
+
+from lrf.cli import Parser, entry, float_arg, int_arg
 
 
 _positive_int = int_arg("value", 1)
+_lr = float_arg("--lr", 0, 10, open_lo=True)  # finite: a NaN rate trains into NaN weights
+
+
+def _weight(flag: str):
+    return float_arg(flag, 0, 1e6)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,8 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--out", required=True, help="run directory (resumes if it holds a state)")
     a.add_argument("--epochs", type=_positive_int, default=10)
     a.add_argument("--batch-size", type=_positive_int, default=128)
-    a.add_argument("--lr", type=float, default=1e-3)
-    a.add_argument("--latent-l2", type=float, default=1e-3)
+    a.add_argument("--lr", type=_lr, default=1e-3)
+    a.add_argument("--latent-l2", type=_weight("--latent-l2"), default=1e-3)
     a.add_argument("--no-bf16", action="store_true", help="train in fp32 (about 4x slower here)")
     a.add_argument("--limit-per-class", type=_positive_int, default=None)
 
@@ -40,11 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--preset", default="cifar10")
     f.add_argument("--epochs", type=_positive_int, default=30)
     f.add_argument("--batch-size", type=_positive_int, default=256)
-    f.add_argument("--lr", type=float, default=1e-3)
-    f.add_argument("--ema", type=float, default=0.999)
-    f.add_argument("--snr-gamma", type=float, default=5.0, help="<= 0 for an unweighted loss")
+    f.add_argument("--lr", type=_lr, default=1e-3)
+    f.add_argument("--ema", type=float_arg("--ema", 0, 1), default=0.999)
+    f.add_argument("--snr-gamma", type=float_arg("--snr-gamma", -1e6, 1e6), default=5.0,
+                   help="<= 0 for an unweighted loss")
     f.add_argument("--timesteps", choices=["logit_normal", "uniform"], default="logit_normal")
-    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--seed", type=int_arg("--seed", 0, 2**63 - 1), default=0)
     f.add_argument("--limit", type=_positive_int, default=None, help="use the first N latents")
     f.add_argument("--no-bf16", action="store_true", help="fp32 math (about 10x slower here)")
 
@@ -54,12 +66,17 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", required=True, help="run directory (resumes if it holds a state)")
     d.add_argument("--epochs", type=_positive_int, default=6)
     d.add_argument("--batch-size", type=_positive_int, default=64)
-    d.add_argument("--lr", type=float, default=1e-4)
-    d.add_argument("--adv-weight", type=float, default=0.3, help="0 for no adversarial loss")
-    d.add_argument("--adv-start", type=int, default=300, help="MSE-only steps before the GAN")
-    d.add_argument("--adv-ramp", type=int, default=1000, help="steps of linear GAN ramp-up")
-    d.add_argument("--fm-weight", type=float, default=0.5, help="discriminator feature matching")
-    d.add_argument("--fft-weight", type=float, default=0.05, help="amplitude-spectrum L1")
+    d.add_argument("--lr", type=_lr, default=1e-4)
+    d.add_argument("--adv-weight", type=_weight("--adv-weight"), default=0.3,
+                   help="0 for no adversarial loss")
+    d.add_argument("--adv-start", type=int, default=300,
+                   help="MSE-only steps before the GAN")
+    d.add_argument("--adv-ramp", type=int, default=1000,
+                   help="steps of linear GAN ramp-up")
+    d.add_argument("--fm-weight", type=_weight("--fm-weight"), default=0.5,
+                   help="discriminator feature matching")
+    d.add_argument("--fft-weight", type=_weight("--fft-weight"), default=0.05,
+                   help="amplitude-spectrum L1")
     d.add_argument("--disc-width", type=_positive_int, default=32)
     d.add_argument("--save-every", type=_positive_int, default=200, help="steps between states")
     d.add_argument("--threads", type=_positive_int, default=None, help="torch.set_num_threads")
@@ -67,18 +84,20 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--hflip", action="store_true", help="also train on flipped images")
     d.add_argument("--finish", action="store_true",
                    help="train no further: write the codec from the saved state now")
-    d.add_argument("--max-train-mse", type=float, default=None,
+    d.add_argument("--max-train-mse", type=float_arg("--max-train-mse", 0, 1e6, open_lo=True),
+                   default=None,
                    help="blend the decoder back towards the start until its train MSE meets this")
     d.add_argument("--limit-per-class", type=_positive_int, default=None)
 
     ds = sub.add_parser("distill", help="distil the guided teacher into a few-step turbo student")
     ds.add_argument("--teacher", default="models/weights/cifar10", help="teacher checkpoint folder")
-    ds.add_argument("--out", required=True, help="run directory (resumes trajectories and training)")
+    ds.add_argument("--out", required=True,
+                    help="run directory (resumes trajectories and training)")
     ds.add_argument("--trajectories", type=_positive_int, default=8192,
                    help="teacher 50-step trajectories to make (chunks of 512, resumable)")
     ds.add_argument("--steps", type=_positive_int, default=3000, help="student optimiser steps")
     ds.add_argument("--batch-size", type=_positive_int, default=256)
-    ds.add_argument("--lr", type=float, default=2e-4)
+    ds.add_argument("--lr", type=_lr, default=2e-4)
     ds.add_argument("--eval-every", type=_positive_int, default=250)
     ds.add_argument("--default-steps", type=_positive_int, default=4,
                    help="sampling steps written into the student checkpoint")
@@ -99,37 +118,56 @@ def build_parser() -> argparse.ArgumentParser:
 @entry("lrf-train")  # one error line, Ctrl-C 130; no traceback (lrf/cli.py)
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        if args.cmd == "ae":
-            from lrf.training.ae import AEConfig, train_ae
-
-            cfg = AEConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                           latent_l2=args.latent_l2, bf16=not args.no_bf16,
-                           limit_per_class=args.limit_per_class)
-            res = train_ae(args.data, args.out, cfg)
-            print(f"done: test MSE {res['test_mse']:.5f}")
-        elif args.cmd == "cache":
-            from lrf.training.ae import build_latent_cache
-
-            res = build_latent_cache(args.codec, args.data, args.out, hflip=not args.no_flip,
-                                     limit_per_class=args.limit_per_class)
-            print(f"cached {res['count']} latents of shape {res['shape']} -> {args.out}")
-        elif args.cmd == "decoder":
-            _run_decoder(args)
-        elif args.cmd == "classifier":
-            from lrf.training.classifier import train_classifier
-
-            res = train_classifier(args.data, args.out, epochs=args.epochs,
-                                   limit_per_class=args.limit_per_class)
-            print(f"done: test accuracy {res['test_accuracy']:.4f} in {res['seconds']:.0f}s")
-        elif args.cmd == "flow":
-            _run_flow(args)
-        elif args.cmd == "distill":
-            _run_distill(args)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"lrf-train: error: {e}", file=sys.stderr)
-        return 2
+    # a ValueError / OSError below is one line and exit 2 from lrf.cli.run (which also knows
+    # when it is an interrupt a library rewrapped: then 'interrupted' and 130)
+    with _no_empty_folder_left(args.out):
+        _dispatch(args)
     return 0
+
+
+@contextlib.contextmanager
+def _no_empty_folder_left(out: str):
+    """A run folder this command created and left without a single file (an error or Ctrl-C
+    before the first state was saved) is removed again; anything holding a file (a saved
+    state to resume from) is kept, and so is a folder that existed before."""
+    existed = os.path.lexists(out)
+    try:
+        yield
+    except BaseException:
+        if not existed and os.path.isdir(out) and not os.path.islink(out):
+            for dirpath, _, _ in sorted(os.walk(out), key=lambda w: -len(w[0])):
+                with contextlib.suppress(OSError):
+                    os.rmdir(dirpath)  # only empty folders: never a file
+        raise
+
+
+def _dispatch(args) -> None:
+    if args.cmd == "ae":
+        from lrf.training.ae import AEConfig, train_ae
+
+        cfg = AEConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                       latent_l2=args.latent_l2, bf16=not args.no_bf16,
+                       limit_per_class=args.limit_per_class)
+        res = train_ae(args.data, args.out, cfg)
+        print(f"done: test MSE {res['test_mse']:.5f}")
+    elif args.cmd == "cache":
+        from lrf.training.ae import build_latent_cache
+
+        res = build_latent_cache(args.codec, args.data, args.out, hflip=not args.no_flip,
+                                 limit_per_class=args.limit_per_class)
+        print(f"cached {res['count']} latents of shape {res['shape']} -> {args.out}")
+    elif args.cmd == "decoder":
+        _run_decoder(args)
+    elif args.cmd == "classifier":
+        from lrf.training.classifier import train_classifier
+
+        res = train_classifier(args.data, args.out, epochs=args.epochs,
+                               limit_per_class=args.limit_per_class)
+        print(f"done: test accuracy {res['test_accuracy']:.4f} in {res['seconds']:.0f}s")
+    elif args.cmd == "flow":
+        _run_flow(args)
+    elif args.cmd == "distill":
+        _run_distill(args)
 
 
 def _run_decoder(args) -> None:

@@ -17,6 +17,10 @@ set (the other 9,000). Every Frechet distance is "1,000 images vs the 9,000 refe
 
 from __future__ import annotations
 
+from lrf.cli import guard_startup
+
+guard_startup("lrf-eval", __name__ == "__main__")  # Ctrl-C during the imports: 1 line
+
 import json
 import os
 import sys
@@ -25,7 +29,7 @@ import time
 import numpy as np
 import torch
 
-from lrf.cli import Parser, entry
+from lrf.cli import Parser, entry, int_arg
 
 PROBE_PER_CLASS = 100
 
@@ -148,7 +152,8 @@ def build_parser():
     p.add_argument("--data", default=os.path.join("..", "shared", "data", "cifar10", "cifar10-jpeg.tar.gz"),
                    help="CIFAR-10 image folder or .tar.gz (default: ../shared/data/cifar10/...)")
     p.add_argument("--classifier", default=None, help="classifier weights (default: shipped)")
-    p.add_argument("--per-class", type=int, default=PROBE_PER_CLASS)
+    p.add_argument("--per-class", type=int_arg("--per-class", 1, 1000), default=PROBE_PER_CLASS,
+                   help=f"samples per class, at most 1000 (default {PROBE_PER_CLASS})")
     p.add_argument("--no-sweep", action="store_true", help="only the checkpoint's default setting")
     p.add_argument("--json", default=None, help="write the report here too")
     p.add_argument("--grid", default=None,
@@ -167,12 +172,10 @@ def main(argv: list[str] | None = None) -> int:
         print("lrf-eval: error: --grid needs --teacher (the checkpoint drawn beside this one)",
               file=sys.stderr)
         return 2
-    try:
-        report = evaluate(args.checkpoint, args.data, args.classifier, args.per_class,
-                          sweep=not args.no_sweep, teacher=args.teacher)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"lrf-eval: error: {e}", file=sys.stderr)
-        return 2
+    # a ValueError / OSError below is one line and exit 2 from lrf.cli.run (which also knows
+    # when it is an interrupt a library rewrapped: then 'interrupted' and 130)
+    report = evaluate(args.checkpoint, args.data, args.classifier, args.per_class,
+                      sweep=not args.no_sweep, teacher=args.teacher)
     if args.grid:
         from lrf.training.distill import side_by_side_grid
 
