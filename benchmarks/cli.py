@@ -11,6 +11,10 @@ makes the command exit 1 with one line saying which; usage errors exit 2.
 
 from __future__ import annotations
 
+from lrf.cli import guard_startup
+
+guard_startup("lrf-bench", __name__ == "__main__")  # Ctrl-C during the imports: 1 line
+
 import argparse
 import os
 import platform
@@ -162,11 +166,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: --device {args.device} is not available here: lrf-bench measures "
               "CPU inference on this machine only (use --device cpu)", file=sys.stderr)
         return 2
-    try:
-        return _run(args, list(sys.argv[1:] if argv is None else argv))
-    except (ValueError, FileNotFoundError) as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 2
+    # ValueError / OSError: one line and exit 2 from lrf.cli.run, which also knows when the
+    # error is an interrupt some library rewrapped (then: "interrupted", 130)
+    return _run(args, list(sys.argv[1:] if argv is None else argv))
 
 
 def _run(args, argv: list[str]) -> int:

@@ -280,9 +280,9 @@ def quantize_graphs(paths: dict[str, Path], ctx: ExportContext) -> dict[str, dic
     """Replace each fp32 file in ``paths`` (``denoise``, ``decoder``, ``encoder``) by its int8
     variant; return the manifest ``quantization`` entry per graph.
 
-    ``ctx.options["int8_variant"]`` (``lrf-export --int8-variant``) builds that variant only for
-    the decoder and encoder and skips the scoring (``denoise`` is always ``weight_only``); the
-    parity gate still measures the result."""
+    ``ctx.options["int8_variant"]`` (``lrf-export --int8-variant``) builds that variant only and
+    skips the scoring; ``denoise``, which has only the weight-only variants, takes
+    ``weight_only`` for the others. The parity gate still measures the result."""
     root = logging.getLogger()
     level = root.level
     # onnxruntime's quantiser logs "consider pre-processing" on the root logger: not actionable

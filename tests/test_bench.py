@@ -266,7 +266,7 @@ def test_export_requests_per_target_and_size():
     assert "options" not in reqs["onnx"]["settings"]                    # trained size: scored
     cfgs = plan.build_plan(variants, [], [512], [8], ["stepwise"], [1], baseline=False)
     reqs = {r["target"]: r for r in plan.export_requests(cfgs, [8], trained_latent=4)}
-    assert reqs["onnx"]["settings"]["options"] == {"int8_variant": "static_qdq_float_edges"}
+    assert reqs["onnx"]["settings"]["options"] == {"int8_variant": "static_qdq"}
 
 
 # ----------------------------------------------------------------------------- real runs
@@ -381,3 +381,12 @@ def test_a_turbo_bundle_runs_once_at_its_own_default_steps():
     assert runs == [("pytorch fp32", 8, None), ("onnxruntime int8 turbo", 4, "/b/turbo"),
                     ("onnxruntime int8", 8, "/b/teacher"), ("pytorch fp32", 50, None),
                     ("onnxruntime int8", 50, "/b/teacher")]
+
+
+def test_untrained_size_variant_is_the_shipped_recipe():
+    """The bench's 512 px exports build the variant the shipped teacher bundle chose for its
+    decoder, so the sweep measures the shipped recipe (plan.py)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "models", "bundles", "cifar10-int8", "manifest.json")) as fh:
+        m = json.load(fh)
+    assert m["graphs"]["decoder"]["quantization"]["variant"] == plan.UNTRAINED_SIZE_ONNX_INT8_VARIANT
