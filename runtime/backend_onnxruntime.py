@@ -140,9 +140,8 @@ class OnnxRuntimeBackend(Backend):
         return {"backend": self.name, "version": ort.__version__,
                 "graph_optimization_level": self.options["optimization"],
                 "intra_op_threads": self.threads, "inter_op_threads": 1 if self.threads else None,
-                "qdq": "session.disable_quant_qdq = 1 (weights folded to float at load), except "
-                       "graphs whose quantization.method is static_qdq: 0 (QDQ fused into int8 "
-                       "kernels)",
+                # session.disable_quant_qdq per graph, by quantization.method (BUNDLE.md 2.2.1)
+                "disable_quant_qdq": {"static_qdq": "0", "other": "1"},
                 "execution_provider": PROVIDER}
 
     def version(self) -> str:

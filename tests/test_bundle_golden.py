@@ -56,7 +56,8 @@ def test_runtime_settings_recorded(opened):
 
     assert rt == {"backend": "onnxruntime", "version": onnxruntime.__version__,
                   "graph_optimization_level": "all", "intra_op_threads": 1,
-                  "inter_op_threads": 1, "execution_provider": "CPUExecutionProvider"}
+                  "inter_op_threads": 1, "execution_provider": "CPUExecutionProvider",
+                  "disable_quant_qdq": {"static_qdq": "0", "other": "1"}}
 
 
 def test_odd_normal_count_is_a_prefix():
