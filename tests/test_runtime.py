@@ -293,3 +293,16 @@ def test_turbo_bundle_one_call_per_step_matches_pytorch(tiny_turbo_checkpoint, t
             for mode in ("fused", "stepwise"):
                 assert _psnr(ref, gen.generate_batch([2, 5], [7, 8], steps=steps,
                                                      mode=mode)) >= 40, (steps, mode)
+
+
+def test_qdq_fusion_only_for_static_qdq_graphs():
+    """BUNDLE.md 2.2.1: weight-only, dynamic and fp32 graphs fold their weights at load; static
+    QDQ graphs keep onnxruntime's QDQ fusion (int8 kernels)."""
+    from lrf.runtime.backend_onnxruntime import folds_weights, session_options
+
+    assert not folds_weights({"method": "static_qdq"})
+    for q in ({"method": "weight_only"}, {"method": "dynamic"}, {"method": "none"}, None, "x"):
+        assert folds_weights(q), q
+    so = session_options(1, fold_weights=False)
+    assert so.get_session_config_entry("session.disable_quant_qdq") == "0"
+    assert session_options(1).get_session_config_entry("session.disable_quant_qdq") == "1"
