@@ -145,6 +145,9 @@ def main(argv=None) -> int:
                    help="steps of the long denoise call (default 8; >= 2)")
     p.add_argument("--threads", default="1,2", help="intra-op thread counts to time (default 1,2)")
     p.add_argument("--runs", type=int, default=200, help="timed calls per thread count")
+    p.add_argument("--qdq-fusion", choices=("auto", "on", "off"), default="auto",
+                   help="onnxruntime's QDQ fusion: auto = the runtime's rule (on for static_qdq "
+                        "graphs only, runtime/BUNDLE.md 2.2.1); on/off to measure that lever")
     p.add_argument("--json", default=None, help="write the result here as JSON")
     args = p.parse_args(argv)
     try:
@@ -171,12 +174,14 @@ def main(argv=None) -> int:
     path = Path(args.bundle) / spec["file"]
     from lrf.runtime.backend_onnxruntime import folds_weights
 
-    fold = folds_weights(spec.get("quantization"))
+    fold = {"auto": folds_weights(spec.get("quantization")), "on": False,
+            "off": True}[args.qdq_fusion]
     loop = args.graph == "denoise"
     k = args.window if loop else 1
     inputs = feeds(spec, m["latent"], window=k)
     prof_runs = min(args.runs, 50)
     res = {"bundle": str(args.bundle), "graph": args.graph, "precision": m["precision"],
+           "qdq_fusion": not fold,
            "latent": m["latent"], "window": k if loop else None,
            "timing": [time_calls(path, inputs, t, args.runs, fold) for t in threads],
            "profile": kernel_profile(path, inputs, prof_runs, fold)}
@@ -194,7 +199,8 @@ def main(argv=None) -> int:
     res["us_per_kernel"] = 1e3 * ms / kernels
     for r in res["timing"]:
         extra = f", {r['median_ms_per_step']:.3f} ms/step" if loop else ""
-        print(f"{args.graph} ({m['precision']}), {r['threads']} thread(s): "
+        print(f"{args.graph} ({m['precision']}, QDQ fusion {'on' if not fold else 'off'}), "
+              f"{r['threads']} thread(s): "
               f"{r['median_ms']:.3f} ms/call median{extra} (min {r['min_ms']:.3f}, "
               f"{r['runs']} calls{f', window {k}' if loop else ''})")
     print(f"{kernels:g} kernels per {unit}, {res['us_per_kernel']:.2f} us per kernel at the best "
