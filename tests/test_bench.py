@@ -366,6 +366,11 @@ def test_profile_groups_kernel_time_by_operator(capsys, tiny_bundle, tmp_path):
     assert sum(o["share"] for o in prof["ops"]) == pytest.approx(1.0)
     assert 0 < prof["compute_share"] < 1 and prof["compute_kernels_per_call"] > 0
     assert res["timing"][0]["median_ms"] > 0 and "kernels per call" in capsys.readouterr().out
+    assert res["qdq_fusion"] is False              # the runtime's rule for a non-QDQ graph
+    assert profile.main([tiny_bundle, "--graph", "decoder", "--threads", "1", "--runs", "2",
+                         "--qdq-fusion", "on", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["qdq_fusion"] is True
+    assert "QDQ fusion on" in capsys.readouterr().out
     assert profile.main([tiny_bundle, "--graph", "nope"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "graph 'nope'" in err
