@@ -324,9 +324,7 @@ def _quantize_graphs(paths: dict[str, Path], ctx: ExportContext) -> dict[str, di
                     "static_qdq_float_edges":
                         lambda d: _static(src, d, _calibration_feeds(name, ctx), edges),
                     "dynamic": lambda d: _dynamic(src, d)})
-            wanted = [fixed] if fixed in builders else list(builders)
-            if fixed and fixed not in builders:
-                wanted = ["weight_only"]
+            wanted = [fixed if fixed in builders else "weight_only"] if fixed else list(builders)
             candidates = []
             for cname in wanted:
                 dst = scratch / f"{name}.{cname}.onnx"

@@ -40,25 +40,37 @@ for _name, _needles in _NOISE.items():
 del _name, _needles
 
 
-def _quiet_interrupt_while_a_console_script_starts() -> None:
-    """Ctrl-C during a console script's imports (torch takes seconds) is one line and exit 130,
-    not a traceback. Only when this process IS one of our console scripts (``sys.argv[0]``), so
-    a program importing ``lrf`` keeps its own SIGINT handling; lrf.cli.run takes over in main."""
+def _exit_at_once_on_signals(prog: str) -> None:
+    """SIGINT -> one line ``prog: interrupted`` and exit 130, SIGTERM -> ``prog: terminated``
+    and 143, at once (for a console script that has nothing open yet); a signal the parent set
+    to be ignored (``nohup``) stays ignored. ``lrf.cli.guard_startup`` installs the same."""
     import os
     import signal
+
+    def handler(status: int, word: str):
+        def at_once(*_):
+            os.write(2, f"{prog}: {word}\n".encode())
+            os._exit(status)  # nothing of ours is open yet: no cleanup to run
+        return at_once
+
+    for s, status, word in ((signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143,
+                                                                   "terminated")):
+        if signal.getsignal(s) is not signal.SIG_IGN:
+            signal.signal(s, handler(status, word))
+
+
+def _quiet_interrupt_while_a_console_script_starts() -> None:
+    """Ctrl-C during a console script's imports (torch takes seconds) is one line and exit 130,
+    not a traceback, from the first import of ``lrf`` on. Only when this process IS one of our
+    console scripts (``sys.argv[0]``), so a program importing ``lrf`` keeps its own signal
+    handling; lrf.cli.run takes over in main."""
+    import os
     import sys
     import threading
 
     prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
-    if prog not in _SCRIPTS or threading.current_thread() is not threading.main_thread():
-        return
-
-    def interrupted(*_):
-        os.write(2, f"{prog}: interrupted\n".encode())
-        os._exit(130)  # nothing of ours is open yet: no cleanup to run
-
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-        signal.signal(signal.SIGINT, interrupted)
+    if prog in _SCRIPTS and threading.current_thread() is threading.main_thread():
+        _exit_at_once_on_signals(prog)
 
 
 _SCRIPTS = ("lrf-generate", "lrf-train", "lrf-eval", "lrf-export", "lrf-bench")

@@ -213,16 +213,9 @@ def guard_startup(prog: str, main_module: bool = False) -> None:
     if not main_module and (not sys.argv or os.path.basename(sys.argv[0] or "") != prog):
         return
 
-    def handler(status, word):
-        def at_once(*_):
-            os.write(2, f"{prog}: {word}\n".encode())
-            os._exit(status)
-        return at_once
+    from lrf import _exit_at_once_on_signals
 
-    for s, status, word in ((signal.SIGINT, INTERRUPTED, "interrupted"),
-                            (signal.SIGTERM, TERMINATED, "terminated")):
-        if signal.getsignal(s) is not signal.SIG_IGN:
-            signal.signal(s, handler(status, word))
+    _exit_at_once_on_signals(prog)
     atexit.register(_ignore_signals_while_python_tears_down)  # registered first: runs last
 
 
