@@ -25,7 +25,8 @@ from pathlib import Path
 from lrf.benchmarks.load import LoadMonitor
 from lrf.benchmarks import plan as P
 from lrf.benchmarks import report as R
-from lrf.benchmarks.limit import POLL_S, available_memory, format_size, parse_size, run_child
+from lrf.benchmarks.limit import (POLL_IDLE_S, POLL_S, available_memory, format_size,
+                                  parse_size, run_child)
 from lrf.cli import Parser, entry, int_arg
 
 PROG = "lrf-bench"
@@ -206,7 +207,8 @@ def _run(args, argv: list[str]) -> int:
               "quiet_check": quiet,
               "ram_limit_bytes": limit,
               "enforcement": {"method": "watchdog on /proc/<pid>/status VmHWM, SIGKILL above the "
-                              "limit", "poll_s": POLL_S},
+                              "limit", "poll_s": POLL_S, "poll_idle_s": POLL_IDLE_S,
+                              "idle_below": "half the limit"},
               "bare_interpreter_peak_mb": _mb(bare.peak_kb, None),
               "matmul_peak": {"gflops": peak_gflops, "runs": matmul},
               "trained_resolution": trained, "repeats": args.repeats, "warmup": args.warmup,

@@ -145,6 +145,7 @@ def main(argv=None) -> int:
                    help="steps of the long denoise call (default 8; >= 2)")
     p.add_argument("--threads", default="1,2", help="intra-op thread counts to time (default 1,2)")
     p.add_argument("--runs", type=int, default=200, help="timed calls per thread count")
+    p.add_argument("--batch", type=int, default=1, help="images per call (default 1)")
     p.add_argument("--qdq-fusion", choices=("auto", "on", "off"), default="auto",
                    help="onnxruntime's QDQ fusion: auto = the runtime's rule (on for static_qdq "
                         "graphs only, runtime/BUNDLE.md 2.2.1); on/off to measure that lever")
@@ -152,11 +153,11 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     try:
         threads = [int(x) for x in args.threads.split(",")]
-        if args.runs < 1 or min(threads) < 1 or args.window < 2:
+        if args.runs < 1 or min(threads) < 1 or args.window < 2 or not 1 <= args.batch <= 256:
             raise ValueError
     except ValueError:
-        p.error(f"--threads {args.threads!r} / --runs {args.runs} / --window {args.window}: "
-                "positive integers expected (window >= 2)")
+        p.error(f"--threads {args.threads!r} / --runs {args.runs} / --window {args.window} / "
+                f"--batch {args.batch}: positive integers expected (window >= 2, batch <= 256)")
 
     from lrf.runtime import read_manifest
 
@@ -178,9 +179,10 @@ def main(argv=None) -> int:
             "off": True}[args.qdq_fusion]
     loop = args.graph == "denoise"
     k = args.window if loop else 1
-    inputs = feeds(spec, m["latent"], window=k)
+    inputs = feeds(spec, m["latent"], batch=args.batch, window=k)
     prof_runs = min(args.runs, 50)
     res = {"bundle": str(args.bundle), "graph": args.graph, "precision": m["precision"],
+           "batch": args.batch,
            "qdq_fusion": not fold,
            "latent": m["latent"], "window": k if loop else None,
            "timing": [time_calls(path, inputs, t, args.runs, fold) for t in threads],
@@ -188,7 +190,7 @@ def main(argv=None) -> int:
     prof = res["profile"]
     unit, kernels = "call", prof["kernels_per_call"]
     if loop:
-        one = feeds(spec, m["latent"], window=1)
+        one = feeds(spec, m["latent"], batch=args.batch, window=1)
         res["timing_window_1"] = [time_calls(path, one, t, args.runs, fold) for t in threads]
         res["per_step"] = per_step(prof, kernel_profile(path, one, prof_runs, fold), k)
         for r, r1 in zip(res["timing"], res["timing_window_1"]):

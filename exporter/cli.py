@@ -77,11 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="coreml: k-means palettised weights with 2^N entries (instead of "
                         "--int8; same 25 dB bar)")
     p.add_argument("--int8-variant", default=None,
-                   choices=("weight_only", "weight_only_int4", "static_qdq",
+                   choices=("weight_only", "weight_only_int4", "dynamic_int4", "static_qdq",
                             "static_qdq_float_edges", "dynamic"),
                    help="onnx --int8: build this variant only, without scoring the candidates "
-                        "(faster at large --latent-size; the parity gate still runs); denoise "
-                        "takes weight_only for the QDQ and dynamic variants")
+                        "(faster at large --latent-size; the parity gate still runs); "
+                        "dynamic_int4 is for denoise only (the codec graphs then take "
+                        "weight_only), and denoise takes weight_only for the QDQ and dynamic "
+                        "variants")
     p.add_argument("--batch", type=_positive("--batch", MAX_BATCH), default=None,
                    help="coreml/executorch: the fixed batch size of every graph (default 1)")
     p.add_argument("--window", type=_positive("--window", MAX_STEPS), default=None, metavar="K",

@@ -10,9 +10,10 @@ kernels as possible (``lrf.exporter.onnx_compose`` puts these pieces in the ``de
   - every adaLN modulation of every block and recursion comes from ONE MatMul plus one Split
     (the conditioning is constant within a step); the "+1" of ``x * (1 + scale)`` is folded
     into the scale biases;
-  - tokens stay ``[B', 1, N, D]`` (rank 4, so no Unsqueeze before the head MatMul and no
-    Reshape/Gemm/Reshape around each linear); q, k, v come out of one broadcast MatMul already split by head
-    (weights ``[3 heads, D, hd]``), the softmax scale folded into the q weights;
+  - tokens stay ``[B', 1, N, D]`` (rank 4, so no Reshape/Gemm/Reshape around each linear);
+    q, k, v and the mixer's gate come out of ONE 2-D MatMul ``[D, 4D]`` (the softmax scale
+    folded into the q columns), so the int8 exporter can run it as one integer matmul; q, k, v
+    then take one Reshape + Transpose + Split into heads;
   - at small token counts the depthwise 3x3 convolution is a constant shift matrix applied by
     one MatMul (no layout changes, no NCHWc reorders); its bias is folded into v (softmax rows
     sum to one); larger grids use the Conv;
@@ -116,13 +117,12 @@ class BodyGraph(nn.Module):
         scale = hd ** -0.5 if self.softmax else 1.0
         for j, blk in enumerate(model.blocks):
             mx = blk.mixer
-            wqkv, bqkv = _lin(mx.qkv)                                 # [D,3D]
+            wqkv, bqkv = _lin(mx.qkv)                                 # [D,3D]: (q k v, head, hd)
+            wg, bg = _lin(mx.gate)
             conv_b = mx.dwconv.bias.detach().double()                 # [D]
-            wq, bq = wqkv[:, :d] * scale, bqkv[:d] * scale
             bv = bqkv[2 * d:] + (conv_b if self.softmax else 0)       # softmax rows sum to 1
-            w3 = torch.cat([wq, wqkv[:, d:]], 1).reshape(d, 3 * nh, hd).permute(1, 0, 2)
-            buf(f"b{j}_qkv_w", w3)                                    # [3nh,D,hd]
-            buf(f"b{j}_qkv_b", torch.cat([bq, bqkv[d:2 * d], bv]).reshape(3 * nh, 1, hd))
+            buf(f"b{j}_qkvg_w", torch.cat([wqkv[:, :d] * scale, wqkv[:, d:], wg], 1))  # [D,4D]
+            buf(f"b{j}_qkvg_b", torch.cat([bqkv[:d] * scale, bqkv[d:2 * d], bv, bg]))
             if not self.softmax:
                 buf(f"b{j}_conv_b", conv_b)
             kw = mx.dwconv.weight.detach()                            # [D,1,k,k]
@@ -130,7 +130,7 @@ class BodyGraph(nn.Module):
                 buf(f"b{j}_dw", kw.flatten(1).t().reshape(-1, 1, d))  # [k*k,1,D]
             else:
                 buf(f"b{j}_dw", kw)
-            for name, layer in (("gate", mx.gate), ("proj", mx.proj), ("fc1", blk.mlp[0]),
+            for name, layer in (("proj", mx.proj), ("fc1", blk.mlp[0]),
                                 ("fc2", blk.mlp[2])):
                 w_, b_ = _lin(layer)
                 buf(f"b{j}_{name}_w", w_)
@@ -161,7 +161,9 @@ class BodyGraph(nn.Module):
         shift1, scale1, gate1, shift2, scale2, gate2 = mods
         p = lambda name: getattr(self, f"b{j}_{name}")  # noqa: E731
         h = F.layer_norm(x, (d,), eps=1e-6) * scale1 + shift1        # [B',1,N,D]
-        q, k, v = torch.split(h @ p("qkv_w") + p("qkv_b"), nh, dim=1)  # 3 x [B',nh,N,hd]
+        qkv, gate = torch.split(h @ p("qkvg_w") + p("qkvg_b"), [3 * d, d], dim=-1)
+        qkv = qkv.reshape(-1, self.n, 3 * nh, self.cfg.head_dim).transpose(1, 2)  # [B',3nh,N,hd]
+        q, k, v = torch.split(qkv, nh, dim=1)                        # 3 x [B',nh,N,hd]
         if self.softmax:
             y = torch.softmax(q @ k.transpose(-2, -1), dim=-1) @ v    # [B',nh,N,hd]
         else:
@@ -169,8 +171,7 @@ class BodyGraph(nn.Module):
             norm = q @ k.sum(dim=2, keepdim=True).transpose(-2, -1)
             y = (q @ (k.transpose(-2, -1) @ v)) / (norm + 1e-6)
         y = y.transpose(1, 2).reshape(-1, 1, self.n, d)               # [B',1,N,D]
-        gate = torch.sigmoid(h @ p("gate_w") + p("gate_b"))
-        mixed = ((y + self._local(j, h)) * gate) @ p("proj_w") + p("proj_b")
+        mixed = ((y + self._local(j, h)) * torch.sigmoid(gate)) @ p("proj_w") + p("proj_b")
         x = x + gate1 * mixed
         h = F.layer_norm(x, (d,), eps=1e-6) * scale2 + shift2
         mlp = F.gelu(h @ p("fc1_w") + p("fc1_b"), approximate="tanh") @ p("fc2_w") + p("fc2_b")

@@ -8,14 +8,18 @@ Variants:
     float32 with exactly the fp32 graph's kernels; the bundle stores int8.
   * ``weight_only_int4``: the same with int4 weights, one scale per 32 weights along the
     reduction axis (opset 21 blocked ``DequantizeLinear``): about 0.6 bytes per weight.
+  * ``dynamic_int4`` (``denoise``): the same int4 storage, but every MatMul at least
+    ``INT8_COMPUTE_MIN`` wide computes in integers, in the Loop body too: the weight is
+    requantised to int8 per output column at load, the activations per call, and onnxruntime runs
+    each as one ``DynamicQuantizeMatMul`` kernel (:func:`_integer_matmul`).
   * ``static_qdq`` (onnxruntime): QDQ, int8 per-channel weights, uint8 activations calibrated
     (MinMax) on the tensors the graph sees in real use; MatMul/Gemm/Conv with a constant weight.
     The runtime keeps onnxruntime's QDQ fusion on for these, so they run as int8 kernels.
   * ``static_qdq_float_edges``: the same with the first and last weight layers kept float.
   * ``dynamic`` (onnxruntime): int8 weights, activations quantised at run time.
 
-``denoise`` is ``weight_only`` or ``weight_only_int4`` (the quantisers do not reach into a Loop
-body). Every graph chooses (:func:`choose`) by a deterministic cost, never by CPU time on a
+``denoise`` has the three variants above (onnxruntime's quantisers do not reach into a Loop
+body; these are written here). Every graph chooses (:func:`choose`) by a deterministic cost, never by CPU time on a
 shared machine: among the variants at least ``COMFORT_MARGIN_DB`` above the int8 bar, the fewest
 matmul/conv kernels left in float32, then the fewest onnxruntime kernels per call, the smaller
 file, the more accurate, the name. Two exports of one checkpoint therefore ship the same graphs.
@@ -40,8 +44,9 @@ OP_TYPES = ["MatMul", "Gemm", "Conv"]
 COMFORT_MARGIN_DB = 10.0  # a variant this far above the int8 image bar is accurate enough
 MIN_WEIGHT_ELEMENTS = 256  # smaller tensors (biases, tiny tables) stay float
 INT4_BLOCK = 32  # weights per int4 scale
-INT8_VARIANTS = ("weight_only", "weight_only_int4", "static_qdq", "static_qdq_float_edges",
-                 "dynamic")
+INT8_COMPUTE_MIN = 32  # dynamic_int4: narrower matmuls (patch, output) stay float
+INT8_VARIANTS = ("weight_only", "weight_only_int4", "dynamic_int4", "static_qdq",
+                 "static_qdq_float_edges", "dynamic")
 
 
 # ---------------------------------------------------------------------------- weight-only
@@ -78,16 +83,21 @@ def _int4_tensor(q: np.ndarray, name: str) -> onnx.TensorProto:
                               raw=True)
 
 
-def weight_only(model: onnx.ModelProto, bits: int = 8, block: int = INT4_BLOCK) -> int:
-    """Replace every float weight (MatMul input B of rank 2 or 3, Gemm B, Conv W) by int8 or int4
+def weight_only(model: onnx.ModelProto, bits: int = 8, block: int = INT4_BLOCK,
+                int8_compute: bool = False) -> int:
+    """Replace every float weight (MatMul input B of rank 2, Gemm B, Conv W) by int8 or int4
     plus a ``DequantizeLinear`` at the top of the graph, in place; returns the count.
 
-    The weight is stored 2-D: MatMul [Din, Dout]; a head-shaped [G, Din, hd] as [Din, G*hd]
-    (restored by Reshape + Transpose); Gemm as is; Conv [Cout, ...] as int8 [Cout, ...] or, for
-    int4, [Cout, Cin*k*k] (restored by Reshape). ``bits=8``: one scale per output channel.
-    ``bits=4``: one scale per ``block`` consecutive weights along the reduction axis of one
-    output channel (opset 21 blocked ``DequantizeLinear``); a weight whose reduction length is
-    not a multiple of ``block`` stays int8. onnxruntime folds all of it to float at load."""
+    The weight is stored 2-D: MatMul [Din, Dout] and Gemm as they are; Conv [Cout, ...] as int8
+    [Cout, ...] or, for int4, [Cout, Cin*k*k] (restored by Reshape). ``bits=8``: one scale per
+    output channel. ``bits=4``: one scale per ``block`` consecutive weights along the reduction
+    axis of one output channel (opset 21 blocked ``DequantizeLinear``); a weight whose reduction
+    length is not a multiple of ``block`` stays int8. onnxruntime folds all of it to float at
+    load.
+
+    ``int8_compute`` (with ``bits=4``): each MatMul whose int4 weight is at least
+    ``INT8_COMPUTE_MIN`` wide on both axes computes in integers instead, wherever it is (a Loop
+    body included): :func:`_int8_weight`, :func:`_integer_matmul`."""
     g = model.graph
     inits = {i.name: i for i in g.initializer}
     roles: dict[str, set] = {}
@@ -99,6 +109,7 @@ def weight_only(model: onnx.ModelProto, bits: int = 8, block: int = INT4_BLOCK) 
             if x in inits:
                 roles.setdefault(x, set()).add((node.op_type, k, trans))
     front, count, int4 = [], 0, False
+    integer: dict[str, str] = {}  # MatMul output -> its int8 weight (int8_compute)
     for name, uses in roles.items():
         init = inits[name]
         op, k, trans = next(iter(uses))
@@ -106,14 +117,21 @@ def weight_only(model: onnx.ModelProto, bits: int = 8, block: int = INT4_BLOCK) 
                 or op not in ("MatMul", "Conv", "Gemm")):
             continue
         w = numpy_helper.to_array(init)
-        ranks = {"MatMul": (2, 3), "Gemm": (2,), "Conv": (3, 4, 5)}[op]
+        ranks = {"MatMul": (2,), "Gemm": (2,), "Conv": (3, 4, 5)}[op]
         if w.size < MIN_WEIGHT_ELEMENTS or w.ndim not in ranks:
             continue
         conv = op == "Conv"
         axis = 0 if conv or (op == "Gemm" and trans) else 1  # the output channels
-        flat = (w.reshape(w.shape[0], -1) if conv else
-                w.transpose(1, 0, 2).reshape(w.shape[1], -1) if w.ndim == 3 else w)
+        flat = w.reshape(w.shape[0], -1) if conv else w
         base = f"{name}_q"
+        if (int8_compute and bits == 4 and op == "MatMul" and min(w.shape) >= INT8_COMPUTE_MIN
+                and w.shape[0] % block == 0):
+            front += _int8_weight(g, w, base, block)
+            integer.update({n.output[0]: base for n in all_nodes(g)
+                            if n.op_type == "MatMul" and n.input[1] == name})
+            g.initializer.remove(init)
+            count, int4 = count + 1, True
+            continue
         if bits == 4 and flat.shape[1 - axis] % block == 0:  # blocks along the reduction axis
             stored = flat
             q, scale = _quantize_blocks(stored, 1 - axis, block)
@@ -131,20 +149,13 @@ def weight_only(model: onnx.ModelProto, bits: int = 8, block: int = INT4_BLOCK) 
         out = f"{base}_dq" if restore else name
         front.append(helper.make_node("DequantizeLinear", [base, f"{base}_scale"], [out],
                                       name=f"{base}/dq", **dq_attrs))
-        if restore and conv:
+        if restore:  # a Conv weight stored [Cout, Cin*k*k]
             shape = numpy_helper.from_array(np.asarray(w.shape, np.int64), f"{base}_shape")
             g.initializer.append(shape)
             front.append(helper.make_node("Reshape", [out, shape.name], [name],
                                           name=f"{base}/reshape"))
-        elif restore:  # [Din, G*hd] -> [Din, G, hd] -> [G, Din, hd]
-            shape = numpy_helper.from_array(np.asarray([w.shape[1], w.shape[0], w.shape[2]],
-                                                       np.int64), f"{base}_shape")
-            g.initializer.append(shape)
-            front += [helper.make_node("Reshape", [out, shape.name], [f"{base}_r"],
-                                       name=f"{base}/reshape"),
-                      helper.make_node("Transpose", [f"{base}_r"], [name],
-                                       name=f"{base}/transpose", perm=[1, 0, 2])]
         count += 1
+    _rewrite_matmuls(g, integer)
     nodes = front + list(g.node)
     del g.node[:]
     g.node.extend(nodes)
@@ -154,6 +165,69 @@ def weight_only(model: onnx.ModelProto, bits: int = 8, block: int = INT4_BLOCK) 
                 o.version = max(o.version, 21)
         model.ir_version = max(model.ir_version, 10)
     return count
+
+
+def _int8_weight(top: onnx.GraphProto, w: np.ndarray, base: str, block: int
+                 ) -> list[onnx.NodeProto]:
+    """The int8 weight ``{base}_i8`` [K, N] of an integer MatMul (:func:`_integer_matmul`), from
+    float ``w``: initializers added to ``top``; returns the nodes that make it, for the top of
+    the graph.
+
+    Stored: ``w`` as int4 in blocks of ``block`` along K (as ``weight_only`` with ``bits=4``),
+    plus one int8 scale per output column. At the top: DequantizeLinear, then QuantizeLinear per
+    column, both on constants, so onnxruntime folds them into one int8 ``[K, N]`` weight at load
+    (the requantisation is exact up to rounding to that column scale)."""
+    q, scale = _quantize_blocks(w, 0, block)
+    deq = q.astype(np.float32) * np.repeat(scale, block, axis=0)
+    amax = np.abs(deq).max(axis=0)
+    col = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
+    top.initializer.extend([_int4_tensor(q, base), numpy_helper.from_array(scale, f"{base}_scale"),
+                            numpy_helper.from_array(col, f"{base}_col_scale"),
+                            numpy_helper.from_array(np.zeros(w.shape[1], np.int8),
+                                                    f"{base}_col_zero")])
+    mk = helper.make_node
+    return [mk("DequantizeLinear", [base, f"{base}_scale"], [f"{base}_f"], name=f"{base}/dq",
+               axis=0, block_size=block),
+            mk("QuantizeLinear", [f"{base}_f", f"{base}_col_scale", f"{base}_col_zero"],
+               [f"{base}_i8"], name=f"{base}/q", axis=1)]
+
+
+def _rewrite_matmuls(graph: onnx.GraphProto, integer: dict[str, str]) -> None:
+    """Replace, in ``graph`` and its subgraphs, each MatMul whose output is a key of ``integer``
+    by :func:`_integer_matmul` with that weight. Subgraphs first: rebuilding a node list copies
+    its nodes, subgraphs included."""
+    for node in graph.node:
+        for attr in node.attribute:
+            for sub in ([attr.g] if attr.type == onnx.AttributeProto.GRAPH else
+                        attr.graphs if attr.type == onnx.AttributeProto.GRAPHS else []):
+                _rewrite_matmuls(sub, integer)
+    if not any(n.op_type == "MatMul" and n.output[0] in integer for n in graph.node):
+        return
+    nodes = []
+    for n in graph.node:
+        hit = n.op_type == "MatMul" and n.output[0] in integer
+        nodes += _integer_matmul(n, integer[n.output[0]]) if hit else [n]
+    del graph.node[:]
+    graph.node.extend(nodes)
+
+
+def _integer_matmul(node: onnx.NodeProto, base: str) -> list[onnx.NodeProto]:
+    """The nodes replacing MatMul ``node`` by the int8 weight ``{base}_i8``
+    (:func:`_int8_weight`): ``DynamicQuantizeLinear(A)`` (uint8, one scale and zero point per
+    call), ``MatMulInteger``, ``Cast``, and one ``Mul`` by the product of the two scales: the
+    pattern onnxruntime fuses into one ``DynamicQuantizeMatMul`` kernel (with the bias Add that
+    follows)."""
+    a, out = node.input[0], node.output[0]
+    t = f"{node.name or out}/int8"
+    mk = helper.make_node
+    return [
+        mk("DynamicQuantizeLinear", [a], [f"{t}/a", f"{t}/a_scale", f"{t}/a_zero"],
+           name=f"{t}/quantize"),
+        mk("MatMulInteger", [f"{t}/a", f"{base}_i8", f"{t}/a_zero", f"{base}_col_zero"],
+           [f"{t}/acc"], name=f"{t}/matmul"),
+        mk("Cast", [f"{t}/acc"], [f"{t}/acc_f"], name=f"{t}/cast", to=onnx.TensorProto.FLOAT),
+        mk("Mul", [f"{t}/a_scale", f"{base}_col_scale"], [f"{t}/scale"], name=f"{t}/scale"),
+        mk("Mul", [f"{t}/acc_f", f"{t}/scale"], [out], name=f"{t}/rescale")]
 
 
 # ---------------------------------------------------------------------------- onnxruntime QDQ
@@ -195,9 +269,9 @@ def _dynamic(src: Path, dst: Path) -> None:
                                     "DefaultTensorType": onnx.TensorProto.FLOAT})
 
 
-def _weight_only_file(src: Path, dst: Path, bits: int = 8) -> None:
+def _weight_only_file(src: Path, dst: Path, bits: int = 8, int8_compute: bool = False) -> None:
     model = onnx.load(str(src))
-    weight_only(model, bits)
+    weight_only(model, bits, int8_compute=int8_compute)
     onnx.checker.check_model(model)
     onnx.save(model, str(dst))
 
@@ -207,7 +281,7 @@ def _method(variant: str) -> str:
     """The manifest's ``quantization.method`` of a variant (what the runtime's session set-up
     keys on: ``lrf.runtime.backend_onnxruntime.folds_weights``)."""
     return {"weight_only": "weight_only", "weight_only_int4": "weight_only", "dynamic": "dynamic",
-            "fp32": "none"}.get(variant, "static_qdq")
+            "dynamic_int4": "dynamic", "fp32": "none"}.get(variant, "static_qdq")
 
 
 def _session(path: Path, variant: str = "fp32"):
@@ -318,7 +392,9 @@ def _quantize_graphs(paths: dict[str, Path], ctx: ExportContext) -> dict[str, di
             edges = [edges[0], edges[-1]] if edges else []
             builders = {"weight_only": lambda d: _weight_only_file(src, d),
                         "weight_only_int4": lambda d: _weight_only_file(src, d, 4)}
-            if name != "denoise":
+            if name == "denoise":
+                builders["dynamic_int4"] = lambda d: _weight_only_file(src, d, 4, True)
+            else:
                 builders.update({
                     "static_qdq": lambda d: _static(src, d, _calibration_feeds(name, ctx), []),
                     "static_qdq_float_edges":
@@ -346,7 +422,7 @@ def _quantize_graphs(paths: dict[str, Path], ctx: ExportContext) -> dict[str, di
 def _entry(name, best, candidates, fixed, comfortable, fp32, edges, ctx) -> dict:
     v = best["name"]
     method = _method(v)
-    int4 = v == "weight_only_int4"
+    int4 = v in ("weight_only_int4", "dynamic_int4")
     entry = {"method": method, "variant": v, "weight_type": "int4" if int4 else "int8",
              "per_channel": True,
              **({"block_size": INT4_BLOCK, "int8_fallback": f"weights whose reduction length "
@@ -354,6 +430,12 @@ def _entry(name, best, candidates, fixed, comfortable, fp32, edges, ctx) -> dict
              "op_types": OP_TYPES,
              "activation_type": {"weight_only": "float32 (weights folded to float at load)",
                                  "dynamic": "dynamic uint8"}.get(method, "uint8"),
+             **({"int8_compute": {"op_types": ["MatMul"], "min_width": INT8_COMPUTE_MIN,
+                                  "weights": "int4 requantised at load to int8, one scale per "
+                                             "output column",
+                                  "activations": "uint8, one scale and zero point per call "
+                                                 "(DynamicQuantizeLinear)"}}
+                if v == "dynamic_int4" else {}),
              "float_nodes": [e for e in edges] if v.endswith("float_edges") else [],
              "selection": {"rule": f"fixed by --int8-variant {fixed} (not scored; the parity "
                                    "gate measures it)"} if fixed else

@@ -81,7 +81,9 @@ class _EtSession(Session):
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self._method is None:
             raise ValueError("this executorch session is closed")
-        outs = self._method.execute([torch.from_numpy(inputs[n]) for n in self._inputs])
+        # torch wants writable arrays (a broadcast guidance vector is not): copy only those
+        outs = self._method.execute([torch.from_numpy(np.require(inputs[n], requirements="W"))
+                                     for n in self._inputs])
         # copy: the runtime may reuse its output buffers on the next call
         return {n: o.numpy().copy() for n, o in zip(self._outputs, outs)}
 

@@ -7,6 +7,7 @@ recorded in ``golden.runtime`` are the settings everything ran with.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -96,18 +97,48 @@ def check_io(sess: ort.InferenceSession, spec: GraphSpec, label: str) -> None:
                                  "inconsistent")
 
 
+# Integer-matmul graphs (quantization.method "dynamic") at a batch up to this run on one
+# intra-op thread when the caller did not choose a thread count: at that size a second thread
+# gains nothing, and beside the decoder's session (its own spinning pool) it cost up to 2x
+# (README, "Measured figures").
+ONE_THREAD_MAX_BATCH = 2
+
+
+def one_thread_max_batch(spec: GraphSpec) -> int:
+    """The largest batch of ``spec``'s graph that runs on one intra-op thread by default (0: none;
+    see ONE_THREAD_MAX_BATCH)."""
+    q = spec.raw.get("quantization")
+    return ONE_THREAD_MAX_BATCH if isinstance(q, dict) and q.get("method") == "dynamic" else 0
+
+
 class _OrtSession(Session):
-    def __init__(self, sess: ort.InferenceSession, spec: GraphSpec):
-        self._sess = sess
+    """One graph's session. With ``small_batch`` > 0, ``sess`` is a one-thread session for the
+    calls whose batch (leading dim of the first input) is at most ``small_batch``, and
+    ``open_default()`` opens the session for larger batches when the first one comes."""
+
+    def __init__(self, sess: ort.InferenceSession, spec: GraphSpec, open_default=None,
+                 small_batch: int = 0):
+        self._sess, self._open_default, self._default = sess, open_default, None
+        self._small_batch = small_batch
+        self._lock = threading.Lock()  # run() may be called from several threads at once
+        self._first = spec.inputs[0].name
         self._outputs = [t.name for t in spec.outputs]
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self._sess is None:
             raise ValueError("this onnxruntime session is closed")
-        return dict(zip(self._outputs, self._sess.run(self._outputs, inputs)))
+        sess = self._sess
+        x = inputs.get(self._first)
+        if self._small_batch and getattr(x, "ndim", 0) and x.shape[0] > self._small_batch:
+            with self._lock:  # the first large batch opens the default session
+                if self._default is None:
+                    self._default = self._open_default()
+            sess = self._default
+        return dict(zip(self._outputs, sess.run(self._outputs, inputs)))
 
     def close(self) -> None:
-        self._sess = None  # onnxruntime frees the session when the last reference goes
+        # onnxruntime frees a session when the last reference goes
+        self._sess = self._default = self._open_default = None
 
 
 @register_backend("onnxruntime")
@@ -129,11 +160,21 @@ class OnnxRuntimeBackend(Backend):
         session_options(threads, optimization, memory_arena)  # fail now on a bad option
 
     def open(self, path: Path, spec: GraphSpec) -> Session:
-        sess = make_session(path, self.threads, self.options["optimization"],
-                            self.options["memory_arena"],
-                            fold_weights=folds_weights(spec.raw.get("quantization")))
-        check_io(sess, spec, spec.file)
-        return _OrtSession(sess, spec)
+        """With ``threads`` None, an integer-matmul graph (:func:`one_thread_max_batch`) opens on
+        one thread, and a session with onnxruntime's default threads only at its first larger
+        batch."""
+        small = one_thread_max_batch(spec) if self.threads is None else 0
+
+        def open_with(threads):
+            sess = make_session(path, threads, self.options["optimization"],
+                                self.options["memory_arena"],
+                                fold_weights=folds_weights(spec.raw.get("quantization")))
+            check_io(sess, spec, spec.file)
+            return sess
+
+        if small:
+            return _OrtSession(open_with(1), spec, lambda: open_with(None), small)
+        return _OrtSession(open_with(self.threads), spec)
 
     def settings(self) -> dict:
         """What ``golden.runtime`` records (BUNDLE.md section 6)."""

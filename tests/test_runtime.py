@@ -306,3 +306,38 @@ def test_qdq_fusion_only_for_static_qdq_graphs():
     so = session_options(1, fold_weights=False)
     assert so.get_session_config_entry("session.disable_quant_qdq") == "0"
     assert session_options(1).get_session_config_entry("session.disable_quant_qdq") == "1"
+
+
+def test_small_batches_of_an_integer_graph_run_on_one_thread(bundle):
+    """An integer-matmul denoise graph (quantization.method "dynamic") opens on one intra-op
+    thread when no thread count is given; the first batch above ONE_THREAD_MAX_BATCH opens a
+    default-threaded session, and both give the same latents as a plain session. A given thread
+    count, or a float graph, keeps one session."""
+    import dataclasses
+
+    from lrf.runtime.backend_onnxruntime import (ONE_THREAD_MAX_BATCH, OnnxRuntimeBackend,
+                                                 make_session, one_thread_max_batch)
+    from lrf.runtime.manifest import open_bundle
+
+    b = open_bundle(bundle)
+    spec = b.graphs["denoise"]
+    dyn = dataclasses.replace(spec, raw={**spec.raw, "quantization": {"method": "dynamic"}})
+    assert one_thread_max_batch(spec) == 0 and one_thread_max_batch(dyn) == ONE_THREAD_MAX_BATCH
+    path = bundle / spec.file
+    plain = make_session(path, threads=1)
+
+    def feed(batch):
+        rng = np.random.default_rng(batch)
+        return {"latent": rng.standard_normal((batch, 4, 4, 4)).astype(np.float32),
+                "timesteps": scheduler.timesteps(3), "label": np.arange(batch, dtype=np.int32),
+                "guidance": np.full(batch, 2.0, np.float32)}
+
+    sess = OnnxRuntimeBackend().open(path, dyn)
+    for batch in (1, ONE_THREAD_MAX_BATCH):
+        assert np.array_equal(sess.run(feed(batch))["denoised"], plain.run(None, feed(batch))[0])
+    assert sess._default is None                      # small batches only: one session
+    big = ONE_THREAD_MAX_BATCH + 1
+    assert np.allclose(sess.run(feed(big))["denoised"], plain.run(None, feed(big))[0], atol=1e-5)
+    assert sess._default is not None
+    assert OnnxRuntimeBackend(threads=2).open(path, dyn)._small_batch == 0
+    assert OnnxRuntimeBackend().open(path, spec)._small_batch == 0

@@ -171,10 +171,10 @@ def unflatten_linears(model: onnx.ModelProto) -> int:
                                    name=f"{n.name}_MatMul"),
                   helper.make_node("Add", [f"{n.output[0]}_mm", n.input[2]], [out],
                                    name=f"{n.name}_Add")]
-        if not restore:
-            nodes.append(helper.make_node("Reshape", [out, last.input[1]], [last.output[0]],
-                                          name=last.name))
-        dropped.add(id(last))
+        if restore:
+            dropped.add(id(last))
+        else:  # the Reshape stays where it is (its shape may be computed after the Gemm)
+            last.input[0] = out
         count += 1
     del g.node[:]
     g.node.extend(nodes)
