@@ -12,8 +12,9 @@ development machine, see ``benchmarks/README.md``):
   unified hierarchy has no memory controller); cgroup v1 is writable only because the session
   runs as root inside the sandbox's own accounting group, and it charges page cache too.
 
-So the parent polls ``/proc/<pid>/status`` and SIGKILLs the child as soon as ``VmHWM`` (the kernel-maintained peak of resident memory, so a spike between two polls is
-still seen) exceeds the budget. The child also reports its own ``VmHWM`` right before it exits,
+So the parent polls ``/proc/<pid>/status`` and SIGKILLs the child as soon as ``VmHWM`` (the
+kernel-maintained peak of resident memory, so a spike between two polls is still seen) exceeds
+the budget. The child also reports its own ``VmHWM`` right before it exits,
 which closes the window between the last poll and exit. ``VmHWM`` belongs to the address space
 created by ``exec``, so the parent's own memory is never counted (``ru_maxrss`` of a child is:
 Linux carries the pre-exec high-water mark of the forked copy over).

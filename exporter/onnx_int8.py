@@ -19,8 +19,8 @@ Variants:
   * ``dynamic`` (onnxruntime): int8 weights, activations quantised at run time.
 
 ``denoise`` has the three variants above (onnxruntime's quantisers do not reach into a Loop
-body; these are written here). Every graph chooses (:func:`choose`) by a deterministic cost, never by CPU time on a
-shared machine: among the variants at least ``COMFORT_MARGIN_DB`` above the int8 bar, the fewest
+body; these are written here). Every graph chooses (:func:`choose`) by a deterministic cost,
+never by CPU time on a shared machine: among the variants at least ``COMFORT_MARGIN_DB`` above the int8 bar, the fewest
 matmul/conv kernels left in float32, then the fewest onnxruntime kernels per call, the smaller
 file, the more accurate, the name. Two exports of one checkpoint therefore ship the same graphs.
 The class-fidelity gate then measures the whole bundle.
