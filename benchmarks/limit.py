@@ -125,6 +125,13 @@ def child_env(threads: int | None) -> dict[str, str]:
     return env
 
 
+def poll_interval(hwm_kb: int, limit_bytes: int | None) -> float:
+    """Seconds until the next look at the child: POLL_S once its peak passes half the limit (or
+    with no limit, where only the peak is recorded), POLL_IDLE_S below."""
+    near = limit_bytes is None or hwm_kb * 1024 * 2 > limit_bytes
+    return POLL_S if near else POLL_IDLE_S
+
+
 def run_child(spec: dict, limit_bytes: int | None, timeout_s: float | None = None,
               threads: int | None = None, on_stderr=None) -> ChildOutcome:
     """Run ``python -m lrf.benchmarks.child SPEC`` and collect its JSON-lines report.
@@ -169,8 +176,7 @@ def run_child(spec: dict, limit_bytes: int | None, timeout_s: float | None = Non
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             break
-        near = limit_bytes is None or hwm * 1024 * 2 > limit_bytes
-        time.sleep(POLL_S if near else POLL_IDLE_S)
+        time.sleep(poll_interval(hwm, limit_bytes))
     for r in readers:
         r.join(timeout=10)
     out = ChildOutcome(status=status or "ok", events=events, returncode=proc.returncode,

@@ -97,6 +97,21 @@ def test_unknown_backend_is_reported_not_available():
     assert "no-such-engine" in out.error
 
 
+def test_watchdog_polls_slowly_far_from_the_limit(monkeypatch):
+    """The watchdog wakes every POLL_IDLE_S while the child's peak is below half the limit (so it
+    does not preempt a multi-threaded engine being timed) and every POLL_S above it."""
+    from lrf.benchmarks import limit
+
+    assert limit.POLL_IDLE_S > limit.POLL_S
+    assert limit.poll_interval(1000, 4000 * 1024) == limit.POLL_IDLE_S   # peak at 1/4
+    assert limit.poll_interval(2001, 4000 * 1024) == limit.POLL_S        # just past 1/2
+    assert limit.poll_interval(10, None) == limit.POLL_S                 # no limit
+    seen, real = [], limit.time.sleep
+    monkeypatch.setattr(limit.time, "sleep", lambda s: (seen.append(s), real(s)))
+    out = run_child({"kind": "bare"}, 1 << 40)
+    assert out.status == "ok" and set(seen) <= {limit.POLL_IDLE_S}
+
+
 def test_timing_continues_until_min_seconds():
     import time
 
