@@ -123,6 +123,59 @@ def kernel_profile(path: Path, inputs: dict, runs: int, fold_weights: bool = Tru
             "ops": ops}
 
 
+def integer_matmul_floor(path: Path, inputs: dict, runs: int) -> dict | None:
+    """How long the graph's integer matmuls alone take per call: the ``DynamicQuantizeMatMul``
+    kernels one call runs (shapes read from onnxruntime's profiler), rebuilt as a graph of
+    nothing else (random int8 weights of the same shapes), timed on one thread (median of
+    ``runs`` calls). For a one-step ``denoise`` call that is the integer-matmul time of a step,
+    a floor for the step whatever the other kernels cost. None if the graph has none."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    with tempfile.TemporaryDirectory() as tmp:
+        sess = _session(path, 1, os.path.join(tmp, "ort"))
+        sess.run(None, inputs)
+        with open(sess.end_profiling()) as fh:
+            events = json.load(fh)
+    shapes = [e["args"]["input_type_shape"] for e in events
+              if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")
+              and e["args"].get("op_name") == "DynamicQuantizeMatMul"]
+    if not shapes:
+        return None
+    rng = np.random.default_rng(0)
+    nodes, inits, feed, outs = [], [], {}, []
+    for i, ins in enumerate(shapes):
+        a = list(ins[0].values())[0]
+        n, k = list(ins[1].values())[0][0], a[-1]
+        feed[f"a{i}"] = rng.standard_normal(a).astype(np.float32)
+        inits += [numpy_helper.from_array(rng.integers(-127, 128, (k, n), dtype=np.int8), f"w{i}"),
+                  numpy_helper.from_array(np.full(n, 0.01, np.float32), f"s{i}"),
+                  numpy_helper.from_array(np.zeros(n, np.float32), f"b{i}")]
+        nodes.append(helper.make_node("DynamicQuantizeMatMul", [f"a{i}", f"w{i}", f"s{i}", "",
+                                                                 f"b{i}"], [f"y{i}"],
+                                      domain="com.microsoft"))
+        outs.append(helper.make_tensor_value_info(f"y{i}", TensorProto.FLOAT, None))
+    graph = helper.make_graph(nodes, "integer_matmuls", [
+        helper.make_tensor_value_info(name, TensorProto.FLOAT, list(x.shape))
+        for name, x in feed.items()], outs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20),
+                                                    helper.make_opsetid("com.microsoft", 1)])
+    model.ir_version = 10
+    from lrf.runtime.backend_onnxruntime import make_session
+
+    only = make_session(model.SerializeToString(), threads=1)
+    for _ in range(max(10, runs // 10)):
+        only.run(None, feed)
+    ts = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        only.run(None, feed)
+        ts.append(time.perf_counter() - t)
+    return {"kernels": len(shapes), "median_ms": 1e3 * statistics.median(ts), "runs": runs,
+            "threads": 1}
+
+
 def per_step(at_k: dict, at_1: dict, k: int) -> dict:
     """Kernels and operator counts of one loop iteration: (a K-step call - a 1-step call) / (K-1)."""
     ops1 = {o["op"]: o["kernels_per_call"] for o in at_1["ops"]}
@@ -216,6 +269,11 @@ def main(argv=None) -> int:
         rows = [(o["op"], o["share"], o["kernels_per_call"]) for o in prof["ops"]]
     for op, share, n in rows[:14]:
         print(f"  {op:24s} {100 * share:5.1f}%  x{n:g}")
+    floor = integer_matmul_floor(path, one if loop else inputs, args.runs)
+    res["integer_matmul_floor"] = floor
+    if floor:
+        print(f"its {floor['kernels']} integer matmuls alone (DynamicQuantizeMatMul, nothing "
+              f"else, one thread): {floor['median_ms']:.3f} ms per {'step' if loop else 'call'}")
     if args.json:
         tmp = f"{args.json}.tmp"
         with open(tmp, "w") as fh:

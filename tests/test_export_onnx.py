@@ -470,6 +470,25 @@ def test_kernels_per_step_within_budget(fp32, int8):
                                                          precision), precision
 
 
+@pytest.mark.slow
+def test_integer_matmul_floor_times_the_graphs_own_kernels(int8, fp32):
+    """profile's integer-matmul floor rebuilds exactly the integer matmuls one step runs (one per
+    MatMulInteger in the Loop body) and times them; a float graph has none."""
+    from lrf.benchmarks.profile import feeds, integer_matmul_floor
+
+    for bundle in (int8, fp32):
+        m = _manifest(bundle)
+        spec = m["graphs"]["denoise"]
+        loop = next(n for n in onnx.load(str(bundle / spec["file"])).graph.node
+                    if n.op_type == "Loop")
+        want = sum(n.op_type == "MatMulInteger" for n in loop.attribute[0].g.node)
+        floor = integer_matmul_floor(bundle / spec["file"], feeds(spec, m["latent"], window=1), 5)
+        if want:
+            assert floor["kernels"] == want and floor["median_ms"] > 0
+        else:
+            assert floor is None
+
+
 def test_target_registry():
     from lrf.exporter.targets import Target, available_targets, get_target, register_target
 
