@@ -121,7 +121,7 @@ class _OrtSession(Session):
         self._sess, self._open_default, self._default = sess, open_default, None
         self._small_batch = small_batch
         self._lock = threading.Lock()  # run() may be called from several threads at once
-        self._first = spec.inputs[0].name
+        self._first = spec.inputs[0].name if spec.inputs else None
         self._outputs = [t.name for t in spec.outputs]
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
