@@ -81,9 +81,8 @@ def _session(path: Path, threads: int, profile_prefix: str | None = None,
     return make_session(path, options=so)
 
 
-def time_calls(path: Path, inputs: dict, threads: int, runs: int,
-               fold_weights: bool = True) -> dict:
-    sess = _session(path, threads, fold_weights=fold_weights)
+def _timed(sess, inputs: dict, runs: int) -> list[float]:
+    """Seconds per call of ``runs`` calls, after max(10, runs // 10) untimed ones."""
     for _ in range(max(10, runs // 10)):
         sess.run(None, inputs)
     ts = []
@@ -91,26 +90,36 @@ def time_calls(path: Path, inputs: dict, threads: int, runs: int,
         t = time.perf_counter()
         sess.run(None, inputs)
         ts.append(time.perf_counter() - t)
+    return ts
+
+
+def time_calls(path: Path, inputs: dict, threads: int, runs: int,
+               fold_weights: bool = True) -> dict:
+    ts = _timed(_session(path, threads, fold_weights=fold_weights), inputs, runs)
     return {"threads": threads, "median_ms": 1e3 * statistics.median(ts),
             "min_ms": 1e3 * min(ts), "runs": runs}
 
 
-def kernel_profile(path: Path, inputs: dict, runs: int, fold_weights: bool = True) -> dict:
-    """onnxruntime's profiler, one thread: kernels per call (every kernel event, so a Loop body
-    counts once per iteration), how many of them are matmuls/convolutions in float32, and time
-    per operator type."""
+def _kernel_events(path: Path, inputs: dict, runs: int, fold_weights: bool = True) -> list:
+    """onnxruntime's profiler events of every kernel ``runs`` one-thread calls ran."""
     with tempfile.TemporaryDirectory() as tmp:
         sess = _session(path, 1, os.path.join(tmp, "ort"), fold_weights)
         for _ in range(runs):
             sess.run(None, inputs)
         with open(sess.end_profiling()) as fh:
             events = json.load(fh)
+    return [e for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]
+
+
+def kernel_profile(path: Path, inputs: dict, runs: int, fold_weights: bool = True) -> dict:
+    """onnxruntime's profiler, one thread: kernels per call (every kernel event, so a Loop body
+    counts once per iteration), how many of them are matmuls/convolutions in float32, and time
+    per operator type."""
     by_op, count = collections.Counter(), collections.Counter()
-    for e in events:
-        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
-            op = e["args"]["op_name"]
-            by_op[op] += e["dur"]
-            count[op] += 1
+    for e in _kernel_events(path, inputs, runs, fold_weights):
+        op = e["args"]["op_name"]
+        by_op[op] += e["dur"]
+        count[op] += 1
     total = sum(by_op.values())
     ops = [{"op": op, "share": us / total, "kernels_per_call": count[op] // runs,
             "compute": op in COMPUTE_OPS} for op, us in by_op.most_common()]
@@ -130,17 +139,10 @@ def integer_matmul_floor(path: Path, inputs: dict, runs: int) -> dict | None:
     ``runs`` calls). For a one-step ``denoise`` call that is the integer-matmul time of a step,
     a floor for the step whatever the other kernels cost. None if the graph has none."""
     import numpy as np
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    with tempfile.TemporaryDirectory() as tmp:
-        sess = _session(path, 1, os.path.join(tmp, "ort"))
-        sess.run(None, inputs)
-        with open(sess.end_profiling()) as fh:
-            events = json.load(fh)
-    shapes = [e["args"]["input_type_shape"] for e in events
-              if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")
-              and e["args"].get("op_name") == "DynamicQuantizeMatMul"]
+    shapes = [e["args"]["input_type_shape"] for e in _kernel_events(path, inputs, 1)
+              if e["args"].get("op_name") == "DynamicQuantizeMatMul"]
     if not shapes:
         return None
     rng = np.random.default_rng(0)
@@ -164,14 +166,7 @@ def integer_matmul_floor(path: Path, inputs: dict, runs: int) -> dict | None:
     model.ir_version = 10
     from lrf.runtime.backend_onnxruntime import make_session
 
-    only = make_session(model.SerializeToString(), threads=1)
-    for _ in range(max(10, runs // 10)):
-        only.run(None, feed)
-    ts = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        only.run(None, feed)
-        ts.append(time.perf_counter() - t)
+    ts = _timed(make_session(model.SerializeToString(), threads=1), feed, runs)
     return {"kernels": len(shapes), "median_ms": 1e3 * statistics.median(ts), "runs": runs,
             "threads": 1}
 
