@@ -20,10 +20,9 @@ created by ``exec``, so the parent's own memory is never counted (``ru_maxrss`` 
 Linux carries the pre-exec high-water mark of the forked copy over).
 
 The poll runs every :data:`POLL_S` seconds once the child's peak passes half the budget, every
-:data:`POLL_IDLE_S` below that. Waking every 2 ms all along slowed the PyTorch eager child (two
-OpenMP threads on two cores, each wake-up preempting one of them) from 264-312 to 342-358 ms per
-50-step image, while the one-thread onnxruntime child was unaffected: a bias in the ratios.
-Polled every 50 ms it took 281-286 ms (benchmarks/README.md).
+:data:`POLL_IDLE_S` below that, so a timed child is woken rarely. Measured with
+``python -m lrf.benchmarks.watchdog_cost``: the PyTorch eager child's timings under either rate
+and with no watchdog agree within its own run-to-run noise (benchmarks/README.md).
 """
 
 from __future__ import annotations

@@ -18,11 +18,12 @@ Variants:
   * ``static_qdq_float_edges``: the same with the first and last weight layers kept float.
   * ``dynamic`` (onnxruntime): int8 weights, activations quantised at run time.
 
-``denoise`` has the three variants above (onnxruntime's quantisers do not reach into a Loop
-body; these are written here). Every graph chooses (:func:`choose`) by a deterministic cost,
-never by CPU time on a shared machine: among the variants at least ``COMFORT_MARGIN_DB`` above the int8 bar, the fewest
-matmul/conv kernels left in float32, then the fewest onnxruntime kernels per call, the smaller
-file, the more accurate, the name. Two exports of one checkpoint therefore ship the same graphs.
+``denoise`` has the first three variants (onnxruntime's quantisers do not reach into a Loop
+body; these are written here), ``decoder`` and ``encoder`` all but ``dynamic_int4``. Every graph
+chooses (:func:`choose`) by a deterministic cost, never by CPU time on a shared machine: among
+the variants at least ``COMFORT_MARGIN_DB`` above the int8 bar, the fewest matmul/conv kernels
+left in float32, then the fewest onnxruntime kernels per call, the smaller file, the more
+accurate, the name. Two exports of one checkpoint therefore ship the same graphs.
 The class-fidelity gate then measures the whole bundle.
 """
 
@@ -355,8 +356,9 @@ def quantize_graphs(paths: dict[str, Path], ctx: ExportContext) -> dict[str, dic
     variant; return the manifest ``quantization`` entry per graph.
 
     ``ctx.options["int8_variant"]`` (``lrf-export --int8-variant``) builds that variant only and
-    skips the scoring; ``denoise``, which has only the weight-only variants, takes
-    ``weight_only`` for the others. The parity gate still measures the result."""
+    skips the scoring; a graph without that variant (``denoise`` has no QDQ or ``dynamic``, the
+    codec graphs no ``dynamic_int4``) takes ``weight_only``. The parity gate still measures the
+    result."""
     root = logging.getLogger()
     level = root.level
     # onnxruntime's quantiser logs "consider pre-processing" on the root logger: not actionable

@@ -410,3 +410,11 @@ def test_untrained_size_variant_is_the_shipped_recipe():
     with open(os.path.join(root, "models", "bundles", "cifar10-int8", "manifest.json")) as fh:
         m = json.load(fh)
     assert m["graphs"]["decoder"]["quantization"]["variant"] == plan.UNTRAINED_SIZE_ONNX_INT8_VARIANT
+
+
+def test_watchdog_cost_reports_a_failing_child_in_one_line(capsys, tmp_path):
+    from lrf.benchmarks import watchdog_cost
+
+    assert watchdog_cost.main(["--checkpoint", str(tmp_path / "none"), "--rounds", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "benchmark child failed" in err[0] and "Traceback" not in err[0]
