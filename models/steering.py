@@ -14,7 +14,7 @@ import argparse
 import json
 import sys
 
-import numpy as np
+from lrf.cli import Parser, atomic_output, check_output, entry, float_arg, int_arg
 
 
 def steering(data: str, source: str, target: str, images: int = 100,
@@ -26,6 +26,8 @@ def steering(data: str, source: str, target: str, images: int = 100,
     from lrf.models.reference import edit_batch, to_uint8
     from lrf.training.data import load_image_folder
 
+    if images < 1:
+        raise ValueError(f"images must be >= 1, got {images}")
     ckpt = load_checkpoint(checkpoint)
     src, tgt = ckpt.class_index(source), ckpt.class_index(target)
     ds = load_image_folder(data, split="test")
@@ -43,32 +45,43 @@ def steering(data: str, source: str, target: str, images: int = 100,
     return rows
 
 
+PROG = "lrf.models.steering"
+
+
+def _strengths(text: str) -> list[float]:
+    """``--strengths``: comma-separated numbers in [0, 1], one clear message otherwise."""
+    parse = float_arg("--strengths", 0.0, 1.0)
+    try:
+        return [parse(v.strip()) for v in text.split(",")]
+    except argparse.ArgumentTypeError as e:
+        raise argparse.ArgumentTypeError(f"{e} (a comma-separated list such as 0.5,0.7,0.9)") \
+            from None
+
+
+@entry(PROG)
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m lrf.models.steering", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog=PROG, description=__doc__,
+               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="CIFAR-10 image folder or .tar.gz")
     p.add_argument("--source", default="cat")
     p.add_argument("--target", default="dog")
-    p.add_argument("--images", type=int, default=100)
-    p.add_argument("--strengths", default="0.5,0.7,0.9")
-    p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--guidance", type=float, default=None)
+    p.add_argument("--images", type=int_arg("--images", 1), default=100)
+    p.add_argument("--strengths", type=_strengths, default="0.5,0.7,0.9")
+    p.add_argument("--steps", type=int_arg("--steps", 1), default=None)
+    p.add_argument("--guidance", type=float_arg("--guidance"), default=None)
     p.add_argument("--checkpoint", default=None)
-    p.add_argument("--json", default=None)
+    p.add_argument("--json", default=None, help="write the rows here (checked before the run)")
     a = p.parse_args(argv)
-    try:
-        rows = steering(a.data, a.source, a.target, a.images,
-                        [float(v) for v in a.strengths.split(",")], a.steps, a.guidance,
-                        a.checkpoint)
-    except (ValueError, OSError) as e:
-        print(f"steering: error: {e}", file=sys.stderr)
-        return 2
+    if a.json:
+        check_output(a.json, "--json")
+    rows = steering(a.data, a.source, a.target, a.images, a.strengths, a.steps, a.guidance,
+                    a.checkpoint)
     print(f"| strength | predicted {a.target} | predicted {a.source} |\n|---|---|---|")
     for r in rows:
         print(f"| {r['strength']:.1f} | {r['target_rate']:.2f} | {r['source_rate']:.2f} |")
     if a.json:
-        with open(a.json, "w") as fh:
-            json.dump(rows, fh, indent=1)
+        with atomic_output(a.json, "--json") as tmp:
+            tmp.write_text(json.dumps(rows, indent=1))
     return 0
 
 

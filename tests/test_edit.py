@@ -327,3 +327,44 @@ def test_cli_bad_edit_input_is_one_line_exit_2(gen, tmp_path, capsys, case, matc
     assert rc == 2 and len(err.splitlines()) == 1 and err.startswith("lrf-generate: error:")
     assert re.search(match, err), err
     assert not (tmp_path / "x.png").exists()
+
+
+# ---------------------------------------------------------------- steering (python -m lrf.models.steering)
+def test_steering_cli_writes_rows_atomically(vivid_checkpoint, tmp_path, capsys):
+    from conftest import CIFAR_MINI_TAR
+    from lrf.models import steering
+
+    out = tmp_path / "rows.json"
+    rc = steering.main(["--data", CIFAR_MINI_TAR, "--source", "cat", "--target", "dog",
+                        "--images", "2", "--strengths", "0.9", "--steps", "2",
+                        "--checkpoint", str(vivid_checkpoint), "--json", str(out)])
+    assert rc == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0] == "| strength | predicted dog | predicted cat |" and len(table) == 4
+    import json
+
+    rows = json.loads(out.read_text())
+    assert [r["strength"] for r in rows] == [0.0, 0.9]  # strength 0: the codec round trip
+    for r in rows:
+        assert r["images"] == 2
+        assert r["target_rate"] in (0.0, 0.5, 1.0) and r["source_rate"] in (0.0, 0.5, 1.0)
+        assert r["target_rate"] + r["source_rate"] <= 1.0
+    assert [p.name for p in tmp_path.iterdir()] == ["rows.json"]  # no temporary left
+
+
+@pytest.mark.parametrize("args,match", [
+    (["--strengths", "0.5,x"], "--strengths must be a number, got 'x'"),
+    (["--strengths", "0.5,1.5"], r"--strengths must be a number in \[0, 1\]"),
+    (["--images", "0"], "--images must be >= 1"),
+    (["--guidance", "nan"], "--guidance must be a finite number"),
+    (["--json", "/nonexistent-dir/rows.json"], "folder '/nonexistent-dir' does not exist"),
+    (["--source", "kat"], "unknown class 'kat'"),
+])
+def test_steering_cli_bad_input_is_one_line_exit_2(vivid_checkpoint, capsys, args, match):
+    from conftest import CIFAR_MINI_TAR
+    from lrf.models import steering
+
+    rc = steering.main(["--data", CIFAR_MINI_TAR, "--checkpoint", str(vivid_checkpoint), *args])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert err.startswith("lrf.models.steering: error:") and re.search(match, err), err
