@@ -418,3 +418,22 @@ def test_watchdog_cost_reports_a_failing_child_in_one_line(capsys, tmp_path):
     assert watchdog_cost.main(["--checkpoint", str(tmp_path / "none"), "--rounds", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "benchmark child failed" in err[0] and "Traceback" not in err[0]
+
+
+def test_table_notes_rows_whose_process_loaded_torch():
+    """The committed ExecuTorch run: its executorch rows had torch in the process (the Python
+    package loads it), its onnxruntime rows did not; only the former get the memory note."""
+    from lrf.benchmarks.report import table
+
+    path = os.path.join(os.path.dirname(__file__), "..", "benchmarks",
+                        "results_v2_cifar10_executorch.json")
+    with open(path) as fh:
+        rep = json.load(fh)
+    rows = rep["rows"]
+    out = table(rows)
+    noted = {line.split(": its peak RSS")[0].strip() for line in out.splitlines()
+             if "its peak RSS includes torch" in line}
+    assert noted == {r["name"] for r in rows if r["status"] == "ok" and r.get("torch_imported")}
+    assert noted and all(n.startswith("executorch") for n in noted)
+    rows[1]["torch_imported"] = True  # an onnxruntime row that had torch loaded is noted too
+    assert f"{rows[1]['name']}: its peak RSS includes torch, which the onnxruntime" in table(rows)
