@@ -5,6 +5,7 @@ are the codec round trip."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
@@ -329,7 +330,7 @@ def test_cli_bad_edit_input_is_one_line_exit_2(gen, tmp_path, capsys, case, matc
     assert not (tmp_path / "x.png").exists()
 
 
-# ---------------------------------------------------------------- steering (python -m lrf.models.steering)
+# ------------------------------------------------- steering (python -m lrf.models.steering)
 def test_steering_cli_writes_rows_atomically(vivid_checkpoint, tmp_path, capsys):
     from conftest import CIFAR_MINI_TAR
     from lrf.models import steering
@@ -341,8 +342,6 @@ def test_steering_cli_writes_rows_atomically(vivid_checkpoint, tmp_path, capsys)
     assert rc == 0
     table = capsys.readouterr().out.splitlines()
     assert table[0] == "| strength | predicted dog | predicted cat |" and len(table) == 4
-    import json
-
     rows = json.loads(out.read_text())
     assert [r["strength"] for r in rows] == [0.0, 0.9]  # strength 0: the codec round trip
     for r in rows:
