@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from lrf.cli import Parser
+from lrf.cli import Parser, atomic_output
 
 PROG = "lrf.benchmarks.profile"
 # Operators that do the arithmetic (matmuls and convolutions, float or quantised); the rest move,
@@ -270,10 +270,8 @@ def main(argv=None) -> int:
         print(f"its {floor['kernels']} integer matmuls alone (DynamicQuantizeMatMul, nothing "
               f"else, one thread): {floor['median_ms']:.3f} ms per {'step' if loop else 'call'}")
     if args.json:
-        tmp = f"{args.json}.tmp"
-        with open(tmp, "w") as fh:
-            json.dump(res, fh, indent=2)
-        os.replace(tmp, args.json)
+        with atomic_output(args.json, "--json") as tmp:
+            tmp.write_text(json.dumps(res, indent=2))
     return 0
 
 

@@ -214,8 +214,7 @@ def table(rows: list[dict]) -> str:
     notes += [f"  {r['name']}: {r['ratio_note']}" for r in rows if r.get("ratio_note")]
     notes += [f"  {r['name']}: its peak RSS includes torch, which the {r['backend']} Python "
               "package loaded into the process (an app linking the C++ runtime does not)"
-              for r in rows if r["status"] == "ok" and r.get("torch_imported")
-              and r["backend"] != PYTORCH]
+              for r in rows if r["status"] == "ok" and r.get("torch_imported")]
     return "\n".join(out + (["", "notes:"] + notes if notes else []))
 
 
