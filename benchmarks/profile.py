@@ -16,23 +16,16 @@ latency. Torch-free.
 from __future__ import annotations
 
 import argparse
-import collections
 import json
-import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from lrf.cli import Parser, atomic_output
+from lrf.runtime.ort_profile import kernel_events, kernel_profile, session
 
 PROG = "lrf.benchmarks.profile"
-# Operators that do the arithmetic (matmuls and convolutions, float or quantised); the rest move,
-# reshape, quantise or normalise tensors.
-COMPUTE_OPS = {"Gemm", "MatMul", "Conv", "QGemm", "QLinearMatMul", "QLinearConv", "MatMulInteger",
-               "ConvInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "FusedGemm",
-               "FusedConv", "FusedMatMul", "NhwcFusedConv"}
 
 
 def feeds(spec: dict, latent: dict, batch: int = 1, window: int = 1) -> dict:
@@ -66,21 +59,6 @@ def feeds(spec: dict, latent: dict, batch: int = 1, window: int = 1) -> dict:
     return out
 
 
-# The compute operators that do int8 arithmetic; the others compute in float32.
-INT8_COMPUTE_OPS = {"QGemm", "QLinearMatMul", "QLinearConv", "MatMulInteger", "ConvInteger",
-                    "DynamicQuantizeMatMul", "MatMulIntegerToFloat"}
-
-
-def _session(path: Path, threads: int, profile_prefix: str | None = None,
-             fold_weights: bool = True):
-    from lrf.runtime.backend_onnxruntime import make_session, session_options
-
-    so = session_options(threads, fold_weights=fold_weights)
-    if profile_prefix:
-        so.enable_profiling, so.profile_file_prefix = True, profile_prefix
-    return make_session(path, options=so)
-
-
 def _timed(sess, inputs: dict, runs: int) -> list[float]:
     """Seconds per call of ``runs`` calls, after max(10, runs // 10) untimed ones."""
     for _ in range(max(10, runs // 10)):
@@ -95,41 +73,9 @@ def _timed(sess, inputs: dict, runs: int) -> list[float]:
 
 def time_calls(path: Path, inputs: dict, threads: int, runs: int,
                fold_weights: bool = True) -> dict:
-    ts = _timed(_session(path, threads, fold_weights=fold_weights), inputs, runs)
+    ts = _timed(session(path, threads, fold_weights=fold_weights), inputs, runs)
     return {"threads": threads, "median_ms": 1e3 * statistics.median(ts),
             "min_ms": 1e3 * min(ts), "runs": runs}
-
-
-def _kernel_events(path: Path, inputs: dict, runs: int, fold_weights: bool = True) -> list:
-    """onnxruntime's profiler events of every kernel ``runs`` one-thread calls ran."""
-    with tempfile.TemporaryDirectory() as tmp:
-        sess = _session(path, 1, os.path.join(tmp, "ort"), fold_weights)
-        for _ in range(runs):
-            sess.run(None, inputs)
-        with open(sess.end_profiling()) as fh:
-            events = json.load(fh)
-    return [e for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]
-
-
-def kernel_profile(path: Path, inputs: dict, runs: int, fold_weights: bool = True) -> dict:
-    """onnxruntime's profiler, one thread: kernels per call (every kernel event, so a Loop body
-    counts once per iteration), how many of them are matmuls/convolutions in float32, and time
-    per operator type."""
-    by_op, count = collections.Counter(), collections.Counter()
-    for e in _kernel_events(path, inputs, runs, fold_weights):
-        op = e["args"]["op_name"]
-        by_op[op] += e["dur"]
-        count[op] += 1
-    total = sum(by_op.values())
-    ops = [{"op": op, "share": us / total, "kernels_per_call": count[op] // runs,
-            "compute": op in COMPUTE_OPS} for op, us in by_op.most_common()]
-    return {"kernels_per_call": sum(count.values()) // runs, "profiled_us_per_call": total / runs,
-            "compute_share": sum(o["share"] for o in ops if o["compute"]),
-            "compute_kernels_per_call": sum(o["kernels_per_call"] for o in ops if o["compute"]),
-            "float_compute_kernels_per_call": sum(o["kernels_per_call"] for o in ops
-                                                  if o["compute"] and
-                                                  o["op"] not in INT8_COMPUTE_OPS),
-            "ops": ops}
 
 
 def integer_matmul_floor(path: Path, inputs: dict, runs: int) -> dict | None:
@@ -141,7 +87,7 @@ def integer_matmul_floor(path: Path, inputs: dict, runs: int) -> dict | None:
     import numpy as np
     from onnx import TensorProto, helper, numpy_helper
 
-    shapes = [e["args"]["input_type_shape"] for e in _kernel_events(path, inputs, 1)
+    shapes = [e["args"]["input_type_shape"] for e in kernel_events(path, inputs, 1)
               if e["args"].get("op_name") == "DynamicQuantizeMatMul"]
     if not shapes:
         return None

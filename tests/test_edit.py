@@ -269,7 +269,7 @@ def test_runtime_bad_input(gen):
 
 # ------------------------------------------------------------------ lrf-generate
 def _run_cli(args, capsys):
-    from lrf.generate import main
+    from lrf.models.cli import main
 
     try:
         rc = main(args)
@@ -330,10 +330,10 @@ def test_cli_bad_edit_input_is_one_line_exit_2(gen, tmp_path, capsys, case, matc
     assert not (tmp_path / "x.png").exists()
 
 
-# ------------------------------------------------- steering (python -m lrf.models.steering)
+# ------------------------------------------------- steering (python -m lrf.training.steering)
 def test_steering_cli_writes_rows_atomically(vivid_checkpoint, tmp_path, capsys):
     from conftest import CIFAR_MINI_TAR
-    from lrf.models import steering
+    from lrf.training import steering
 
     out = tmp_path / "rows.json"
     rc = steering.main(["--data", CIFAR_MINI_TAR, "--source", "cat", "--target", "dog",
@@ -361,9 +361,9 @@ def test_steering_cli_writes_rows_atomically(vivid_checkpoint, tmp_path, capsys)
 ])
 def test_steering_cli_bad_input_is_one_line_exit_2(vivid_checkpoint, capsys, args, match):
     from conftest import CIFAR_MINI_TAR
-    from lrf.models import steering
+    from lrf.training import steering
 
     rc = steering.main(["--data", CIFAR_MINI_TAR, "--checkpoint", str(vivid_checkpoint), *args])
     err = capsys.readouterr().err
     assert rc == 2 and len(err.splitlines()) == 1 and "Traceback" not in err
-    assert err.startswith("lrf.models.steering: error:") and re.search(match, err), err
+    assert err.startswith("lrf.training.steering: error:") and re.search(match, err), err

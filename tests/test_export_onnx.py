@@ -316,7 +316,7 @@ def test_int4_weights_round_trip_through_onnxruntime():
     not a multiple of the block stays int8."""
     from onnx import TensorProto, helper, numpy_helper
 
-    from lrf.exporter.onnx_int8 import INT4_BLOCK, weight_only
+    from lrf.exporter.onnx_int8_weights import INT4_BLOCK, weight_only
     from lrf.runtime.backend_onnxruntime import make_session
 
     rng = np.random.default_rng(0)
@@ -393,9 +393,9 @@ def test_int8_compute_runs_integer_kernels_inside_the_loop(tmp_path):
     than INT8_COMPUTE_MIN stay float MatMuls; the result stays close to float."""
     from onnx import TensorProto
 
-    from lrf.benchmarks.profile import kernel_profile
-    from lrf.exporter.onnx_int8 import INT8_COMPUTE_MIN, weight_only
+    from lrf.exporter.onnx_int8_weights import INT8_COMPUTE_MIN, weight_only
     from lrf.runtime.backend_onnxruntime import make_session
+    from lrf.runtime.ort_profile import kernel_profile
 
     rng = np.random.default_rng(1)
     d, r = 64, INT8_COMPUTE_MIN // 2
@@ -457,8 +457,9 @@ def kernel_budget(cfg, precision: str) -> int:
 
 @pytest.mark.slow
 def test_kernels_per_step_within_budget(fp32, int8):
-    from lrf.benchmarks.profile import feeds, kernel_profile, per_step
+    from lrf.benchmarks.profile import feeds, per_step
     from lrf.models.config import LRFConfig
+    from lrf.runtime.ort_profile import kernel_profile
 
     for bundle, precision in ((fp32, "fp32"), (int8, "int8")):
         m = _manifest(bundle)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lrf.generate import main
+from lrf.models.cli import main
 
 
 def test_single_image_and_grid(tiny_checkpoint, tmp_path, capsys):

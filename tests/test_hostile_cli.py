@@ -15,7 +15,7 @@ import pytest
 
 from lrf import cli
 
-SCRIPTS = ["lrf.generate", "lrf.training.cli", "lrf.training.evaluate", "lrf.exporter.cli",
+SCRIPTS = ["lrf.models.cli", "lrf.training.cli", "lrf.training.evaluate", "lrf.exporter.cli",
            "lrf.benchmarks.cli"]
 
 
@@ -102,7 +102,7 @@ def test_atomic_output_sweeps_a_killed_runs_temporary(tmp_path):
 
 
 def test_generate_out_directory_fails_before_work(tmp_path, capsys):
-    from lrf.generate import main
+    from lrf.models.cli import main
 
     (tmp_path / "d").mkdir()
     code = main(["--class", "cat", "--out", str(tmp_path / "d"), "--checkpoint",
@@ -290,7 +290,7 @@ def test_importing_the_scripts_changes_no_signal_handling():
     """A program that imports lrf or a console script's module keeps its own handlers."""
     code = ("import signal\n"
             "before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}\n"
-            "import lrf, lrf.generate, lrf.training.cli, lrf.exporter.cli\n"
+            "import lrf, lrf.models.cli, lrf.training.cli, lrf.exporter.cli\n"
             "after = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}\n"
             "assert before == after, (before, after)\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -376,8 +376,8 @@ def test_generate_into_a_closed_pipe(tmp_path):
 
 @pytest.mark.parametrize("module,argv,patch", [
     ("lrf.exporter.cli", ["--check", "somewhere"], ("lrf.exporter.check", "check_bundle")),
-    ("lrf.generate", ["--bundle", "somewhere", "--class", "cat", "--out", "x.png"],
-     ("lrf.generate", "_bundle_images")),
+    ("lrf.models.cli", ["--bundle", "somewhere", "--class", "cat", "--out", "x.png"],
+     ("lrf.models.cli", "_bundle_images")),
 ])
 def test_interrupt_turned_into_an_error_by_a_library_is_one_line(module, argv, patch, capsys,
                                                                    monkeypatch, tmp_path):

@@ -37,7 +37,7 @@ def _png_declaring(path, side):
 # ------------------------------------------------------------------------ edit pictures
 @pytest.mark.parametrize("side", [9500, 60000])  # PIL's warning zone, then its error zone
 def test_png_bomb_is_one_error_and_no_warning(tmp_path, side):
-    from lrf.generate import read_picture
+    from lrf.models.cli import read_picture
 
     _png_declaring(tmp_path / "bomb.png", side)
     with warnings.catch_warnings():
@@ -47,7 +47,7 @@ def test_png_bomb_is_one_error_and_no_warning(tmp_path, side):
 
 
 def test_oversized_picture_is_refused_from_its_header(tmp_path, monkeypatch):
-    from lrf.generate import read_picture
+    from lrf.models.cli import read_picture
 
     Image.new("RGB", (4096, 4096)).save(tmp_path / "big.png")
     from PIL import ImageFile
@@ -59,7 +59,7 @@ def test_oversized_picture_is_refused_from_its_header(tmp_path, monkeypatch):
 
 
 def test_picture_that_is_not_a_regular_file(tmp_path):
-    from lrf.generate import read_picture
+    from lrf.models.cli import read_picture
 
     with pytest.raises(ValueError, match="is not a regular file"):
         read_picture(str(tmp_path), "--mask", (32, 32))
@@ -70,7 +70,7 @@ def test_picture_that_is_not_a_regular_file(tmp_path):
 
 
 def test_text_chunk_bomb_is_one_line(tmp_path):
-    from lrf.generate import read_picture
+    from lrf.models.cli import read_picture
 
     buf = io.BytesIO()
     Image.new("RGB", (32, 32)).save(buf, format="PNG")
@@ -89,7 +89,7 @@ def test_text_chunk_bomb_is_one_line(tmp_path):
 
 # ------------------------------------------------------------------------ outputs
 def test_generate_refuses_an_output_inside_the_bundle(tmp_path, capsys):
-    from lrf.generate import main
+    from lrf.models.cli import main
 
     b = tmp_path / "bundle"
     (b / "golden").mkdir(parents=True)
@@ -102,7 +102,7 @@ def test_generate_refuses_an_output_inside_the_bundle(tmp_path, capsys):
 
 
 def test_generate_output_through_a_link_into_the_bundle_is_refused_too(tmp_path, capsys):
-    from lrf.generate import main
+    from lrf.models.cli import main
 
     b = tmp_path / "bundle"
     b.mkdir()

@@ -41,7 +41,7 @@ class Block(importlib.abc.MetaPathFinder):
             raise ImportError('torch is blocked in this test: ' + name)
 sys.meta_path.insert(0, Block())
 from lrf.runtime import Generator
-from lrf.generate import main
+from lrf.models.cli import main
 bundle, png = sys.argv[1], sys.argv[2]
 with Generator.load(bundle) as gen:
     a = gen.generate('cat', 3, mode='fused', steps=2)

@@ -30,7 +30,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from lrf.exporter import parity
-from lrf.exporter.targets import GraphRecord
+from lrf.exporter.targets import GraphRecord, quiet
 from lrf.models.reference import from_uint8, to_uint8
 
 COMPRESSED_OPS = ("constexpr_affine_dequantize", "constexpr_lut_to_dense",
@@ -48,9 +48,7 @@ def package_weights(path) -> dict[str, dict]:
     import coremltools as ct
     from coremltools.converters.mil.frontend.milproto import load as milproto
 
-    from lrf.exporter.targets.coreml import _quiet
-
-    with _quiet():
+    with quiet("coremltools", stderr=True):  # its version notes: not actionable
         ml = ct.models.MLModel(str(path), skip_model_load=True)
         spec = ml.get_spec()
         prog = milproto.load(spec, spec.specificationVersion, ml.weights_dir)

@@ -1,7 +1,7 @@
 """Steering measured (issue 16): edit real test images of one class toward another and count how
 often the shipped classifier then predicts the target class.
 
-    python -m lrf.models.steering --data ../shared/data/cifar10/cifar10-jpeg.tar.gz \\
+    python -m lrf.training.steering --data ../shared/data/cifar10/cifar10-jpeg.tar.gz \\
         --source cat --target dog --images 100 --strengths 0.5,0.7,0.9
 
 Prints a markdown table (strength, target-class rate, source-class rate) and, with ``--json``,
@@ -45,7 +45,7 @@ def steering(data: str, source: str, target: str, images: int = 100,
     return rows
 
 
-PROG = "lrf.models.steering"
+PROG = "lrf.training.steering"
 
 
 def _strengths(text: str) -> list[float]:

@@ -11,6 +11,8 @@ Editing: --init-image starts from a photo of the model's size (img2img); --stren
 --mask is a KEEP mask of the same size: white keeps the photo, black is repainted.
 
 This module imports torch only on the --checkpoint path, so a runtime-only install can use it.
+It lives in ``lrf.models`` (not the ground layer ``lrf``) because it drives both the PyTorch
+reference (``lrf.models``) and the bundle runtime (``lrf.runtime``).
 """
 
 from __future__ import annotations
