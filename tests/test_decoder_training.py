@@ -108,7 +108,7 @@ def test_stop_and_resume_equals_one_run(flat_data, small_codec, tmp_path):
 
 
 def test_artefact_measure_flags_checkerboard_and_speckle_not_smooth():
-    from lrf.training.decoder import artefact_flags, artefact_thresholds
+    from lrf.training.decoder_report import artefact_flags, artefact_thresholds
 
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:32, 0:32]
