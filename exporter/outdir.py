@@ -8,8 +8,15 @@
   for the life of the process; :func:`sweep` removes the temporaries of an export that was killed
   (no process holds their lock) and reports the ones it cannot judge.
 - :func:`replace` commits: the old bundle is moved aside, the new one renamed into place, and of
-  the old one only the files its manifest lists are deleted, so nothing the export did not
-  write is ever removed.
+  the old one only the files it can prove it wrote are deleted (:func:`remove_listed`).
+
+The rule for every delete (issue 25): a manifest is untrusted, so a file is deleted only when its
+listed path is a bundle path (no ``..``, not absolute, bounded), every folder on the way is a
+real folder inside, the file is a regular file, and its size and sha256 match the manifest.
+Anything else is left in place and named in one line. A temporary folder is deleted only when
+its name is exactly one :func:`make_temp` makes, it is private (mode 0700, as ``mkdtemp`` made
+it), holds no links or special files, and no process holds its lock; a folder that merely has
+the reserved prefix is reported, never deleted or moved.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import stat
@@ -26,6 +34,7 @@ from pathlib import Path
 
 from lrf.digest import sha256_file
 from lrf.runtime import MANIFEST, SCHEMA
+from lrf.runtime.containment import folders_of, path_problem
 
 MAX_MANIFEST_BYTES = 64 << 20
 TEMP_TAG = ".lrf-export-"   # .<name>.lrf-export-<pid>-<random>: an export being written
@@ -70,6 +79,10 @@ def read_own_manifest(folder: Path) -> dict | None:
     if not isinstance(files, dict) or not all(
             isinstance(k, str) and isinstance(v, dict) for k, v in files.items()):
         _refuse(folder, f"holds an lrf {MANIFEST} without a valid 'files' table")
+    bad = next((k for k in files if path_problem(k)), None)
+    if bad is not None:
+        _refuse(folder, f"holds an lrf {MANIFEST} listing {bad[:60]!r}, which is not a path "
+                        "inside the bundle (a bundle lrf-export wrote never lists one)")
     return m
 
 
@@ -84,7 +97,7 @@ def _entries(folder: Path):
 def unlisted(folder: Path, manifest: dict, hashes: bool = True) -> str | None:
     """Why ``folder`` holds something its manifest does not account for, or None."""
     files = manifest["files"]
-    parents = {"/".join(k.split("/")[:i]) for k in files for i in range(1, k.count("/") + 1)}
+    parents = folders_of(files)
     for rel, st in _entries(folder):
         if stat.S_ISLNK(st.st_mode):
             return f"holds a symbolic link {rel!r}, which no export writes"
@@ -198,27 +211,75 @@ def discard(tmp: str | os.PathLike) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
 
 
-def remove_listed(folder: Path, manifest: dict) -> bool:
-    """Delete the manifest's files (and then empty folders) from ``folder``; True when the
-    folder is gone, False when something the manifest does not list kept it."""
-    for rel in [*manifest.get("files", {}), MANIFEST]:
-        p = folder / rel
+def _ours(folder: Path, rel: str, meta) -> bool:
+    """Whether ``folder/rel`` is provably the file the manifest entry ``meta`` describes: a
+    bundle path, reached through real folders only, a regular file with that size and sha256."""
+    if path_problem(rel) or not isinstance(meta, dict):
+        return False
+    p = folder
+    parts = rel.split("/")
+    for i, part in enumerate(parts):
+        p = p / part
+        try:
+            mode = os.lstat(p).st_mode
+        except OSError:
+            return False
+        if not (stat.S_ISDIR(mode) if i < len(parts) - 1 else stat.S_ISREG(mode)):
+            return False
+    try:
+        return os.lstat(p).st_size == meta.get("size") and sha256_file(p) == meta.get("sha256")
+    except OSError:
+        return False
+
+
+def remove_listed(folder: Path, manifest: dict) -> list[str]:
+    """Delete from ``folder`` each file of the manifest that is provably ours (:func:`_ours`),
+    then the manifest and the folders left empty. Returns what was kept (listed entries that
+    are not provably ours but exist, and anything unlisted); [] when the folder is gone."""
+    files = manifest.get("files", {}) if isinstance(manifest, dict) else {}
+    kept = []
+    for rel, meta in files.items():
+        if _ours(folder, rel, meta):
+            with contextlib.suppress(OSError):
+                os.unlink(folder / rel)
+        elif not path_problem(rel) and os.path.lexists(folder / rel):
+            kept.append(rel)
+    if not kept:
         with contextlib.suppress(OSError):
-            if stat.S_ISREG(os.lstat(p).st_mode):
-                p.unlink()
+            if stat.S_ISREG(os.lstat(folder / MANIFEST).st_mode):
+                os.unlink(folder / MANIFEST)
     for root, dirs, _ in os.walk(folder, topdown=False):
         for d in dirs:
             with contextlib.suppress(OSError):
-                os.rmdir(Path(root, d))
+                os.rmdir(Path(root, d))   # only empty folders: never a file
     with contextlib.suppress(OSError):
         os.rmdir(folder)
-    return not os.path.lexists(folder)
+    if os.path.lexists(folder) and not kept:
+        kept = [rel for rel, _ in _entries(folder)][:5] or ["?"]
+    return kept
+
+
+def _kept_note(folder: Path, kept: list[str]) -> str:
+    shown = ", ".join(repr(k[:60]) for k in kept[:3]) + (", ..." if len(kept) > 3 else "")
+    return (f"lrf-export: note: {str(folder)!r} is a replaced bundle holding files no export "
+            f"can be shown to have written ({shown}); it was kept: move them out and delete it")
+
+
+def _temp_pattern(out: Path, tag: str) -> re.Pattern:
+    tail = r"[a-z0-9_]{8}" if tag == TEMP_TAG else r"[0-9a-f]{8}"
+    return re.compile(re.escape(f".{out.name}{tag}") + r"([0-9]{1,10})-" + tail)
+
+
+def _only_plain_entries(folder: Path) -> bool:
+    return all(stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)
+               for _, st in _entries(folder))
 
 
 def sweep(out: str | os.PathLike) -> list[str]:
     """Clean up after exports to ``out`` that were killed: their temporary folders are removed,
-    a bundle that a killed commit had moved aside is put back (or deleted, by its manifest,
-    when the new one is in place). Returns one line for each thing left for the user to judge."""
+    a bundle that a killed commit had moved aside is put back (or its provably-ours files
+    deleted, when the new one is in place). Returns one line for each thing left for the user
+    to judge (see the module doc for what counts as ours)."""
     out = Path(out)
     notes = []
     try:
@@ -230,15 +291,29 @@ def sweep(out: str | os.PathLike) -> list[str]:
         if not name.startswith(f".{out.name}.") or p.is_symlink() or not p.is_dir():
             continue
         rest = name[len(out.name) + 1:]
-        if rest.startswith(TEMP_TAG) and _owner_gone(p):
-            shutil.rmtree(p, ignore_errors=True)
-        elif rest.startswith(OLD_TAG) and _owner_gone(p):
+        if rest.startswith(TEMP_TAG):
+            if _temp_pattern(out, TEMP_TAG).fullmatch(name) and \
+                    stat.S_IMODE(os.lstat(p).st_mode) == 0o700 and _only_plain_entries(p):
+                if _owner_gone(p):
+                    shutil.rmtree(p, ignore_errors=True)
+                continue
+            notes.append(f"lrf-export: note: {str(p)!r} has the name of an export's temporary "
+                         "folder but is not one lrf-export made; it was kept: delete or rename "
+                         "it yourself")
+        elif rest.startswith(OLD_TAG):
             m = _manifest_or_none(p)
-            if not os.path.lexists(out):
+            if not _temp_pattern(out, OLD_TAG).fullmatch(name) or m is None:
+                notes.append(f"lrf-export: note: {str(p)!r} has the name of a replaced bundle "
+                             "but is not an lrf bundle; it was kept: delete or rename it "
+                             "yourself")
+            elif not _owner_gone(p):
+                continue
+            elif not os.path.lexists(out) and unlisted(p, m) is None:
                 p.rename(out)  # the commit was killed between its two renames: undo it
-            elif m is None or unlisted(p, m, hashes=False) or not remove_listed(p, m):
-                notes.append(f"lrf-export: note: {str(p)!r} is a replaced bundle holding files "
-                             "no export wrote; it was kept: move them out and delete it")
+            else:
+                kept = remove_listed(p, m)
+                if kept:
+                    notes.append(_kept_note(p, kept))
         elif rest.startswith(LEGACY_TAGS):
             notes.append(f"lrf-export: note: {str(p)!r} looks like the temporary folder of an "
                          "earlier, killed export; delete it if no export is running")
@@ -273,7 +348,9 @@ def replace(tmp: str | os.PathLike, out: str | os.PathLike) -> None:
             os.rename(old, out)
             _refuse(out, why, "move those files out, or choose another folder")
         os.rename(tmp, out)
-        remove_listed(old, manifest)  # what is left (added meanwhile) the next sweep reports
+        kept = remove_listed(old, manifest)
+        if kept:
+            _log.warning(_kept_note(old, kept))
     finally:
         if fd is not None and fd >= 0:
             os.close(fd)

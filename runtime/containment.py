@@ -13,6 +13,39 @@ import stat
 from pathlib import Path
 
 MANIFEST = "manifest.json"
+# A bundle path is short and shallow (the exporter writes at most golden/<case>/<file>); the
+# bounds keep every check on a hostile manifest linear in its size (a 0.4 MB key of 200,000
+# components cost minutes when its folder prefixes were built one by one).
+MAX_PATH_CHARS = 1024
+MAX_PATH_PARTS = 32
+
+
+def path_problem(rel) -> str | None:
+    """Why ``rel`` is not a bundle-relative path ('/'-separated, no empty, '.' or '..' part,
+    no '\\' or ':', at most MAX_PATH_PARTS parts and MAX_PATH_CHARS characters), or None."""
+    if not isinstance(rel, str) or not rel:
+        return "not a non-empty string"
+    if len(rel) > MAX_PATH_CHARS or rel.count("/") >= MAX_PATH_PARTS:
+        return f"longer than {MAX_PATH_CHARS} characters or {MAX_PATH_PARTS} parts"
+    if "\\" in rel or ":" in rel or "\0" in rel or any(
+            p in ("", ".", "..") for p in rel.split("/")):
+        return "not a relative path inside the bundle"
+    return None
+
+
+def folders_of(paths) -> set[str]:
+    """Every folder on the way to each of ``paths`` ("a/b/c" -> "a", "a/b"): shared prefixes
+    are added once (the walk up stops at the first folder already seen)."""
+    out: set[str] = set()
+    for rel in paths:
+        i = rel.rfind("/")
+        while i > 0:
+            folder = rel[:i]
+            if folder in out:
+                break
+            out.add(folder)
+            i = rel.rfind("/", 0, i)
+    return out
 
 
 class ContainmentError(ValueError):
@@ -23,6 +56,8 @@ def inside(root: Path, rel: str, folder: bool = False) -> Path:
     """``root/rel`` after checking that no component below ``root`` is a symlink and the
     result is a regular file (a folder if ``folder``, e.g. an ``.mlpackage``); ``root`` itself
     is the resolved bundle folder."""
+    if path_problem(rel):
+        raise ContainmentError(f"bundle path {rel[:80]!r} is {path_problem(rel)}")
     p = root
     parts = rel.split("/")
     for i, part in enumerate(parts):
@@ -32,7 +67,7 @@ def inside(root: Path, rel: str, folder: bool = False) -> Path:
         except FileNotFoundError:
             raise FileNotFoundError(f"bundle file {rel} is missing (listed in {MANIFEST}); "
                                     "re-export or re-copy the bundle") from None
-        sub = "/".join(parts[:i + 1])
+        sub = "/".join(parts[:i + 1])  # bounded by MAX_PATH_PARTS
         if stat.S_ISLNK(st.st_mode):
             raise ContainmentError(f"bundle entry {sub} is a symlink; bundles must hold real "
                                    "files only (copy the bundle without links)")
@@ -47,7 +82,11 @@ def inside(root: Path, rel: str, folder: bool = False) -> Path:
 def check_tree(root: Path, listed: set[str]) -> None:
     """Refuse symlinks and every entry below ``root`` that is not the manifest, a listed file
     or a folder on the path of one (one line naming the first such entry)."""
-    folders = {"/".join(r.split("/")[:i]) for r in listed for i in range(1, r.count("/") + 1)}
+    bad = next((r for r in listed if path_problem(r)), None)
+    if bad is not None:
+        raise ContainmentError(f"{MANIFEST} lists {bad[:60]!r}..., which is "
+                               f"{path_problem(bad)}; re-export the bundle")
+    folders = folders_of(listed)
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         base = Path(dirpath).relative_to(root).as_posix()
         for name in sorted(dirnames) + sorted(filenames):
@@ -56,6 +95,9 @@ def check_tree(root: Path, listed: set[str]) -> None:
             if stat.S_ISLNK(mode):
                 raise ContainmentError(f"bundle entry {rel} is a symlink; bundles must hold "
                                        "real files only (copy the bundle without links)")
+            if stat.S_ISDIR(mode) and rel in listed:
+                raise ContainmentError(f"bundle entry {rel} is a folder, but {MANIFEST} lists "
+                                       "it as a file; re-export or re-copy the bundle")
             if stat.S_ISDIR(mode):
                 ok = rel in folders
             else:

@@ -12,6 +12,7 @@ import re
 import numpy as np
 
 from lrf.runtime import scheduler
+from lrf.runtime.containment import MAX_PATH_CHARS, MAX_PATH_PARTS, path_problem
 
 SCHEMA = "lrf-bundle"
 SCHEMA_VERSION = 2
@@ -93,10 +94,11 @@ def seed(value, path: str) -> int:
 
 
 def relpath(value, path: str) -> str:
-    """A bundle-relative path: '/'-separated, no empty/'.'/'..' parts, no '\\' or ':'."""
-    parts = value.split("/") if isinstance(value, str) else []
-    if not parts or any(p in ("", ".", "..") for p in parts) or "\\" in value or ":" in value:
-        fail(path, "a relative path inside the bundle", value)
+    """A bundle-relative path: '/'-separated, no empty/'.'/'..' parts, no '\\' or ':', bounded
+    in length and depth (:func:`lrf.runtime.containment.path_problem`)."""
+    if path_problem(value):
+        fail(path[:80], "a relative path inside the bundle "
+             f"(at most {MAX_PATH_PARTS} parts, {MAX_PATH_CHARS} characters)", value)
     return value
 
 

@@ -134,7 +134,7 @@ def test_killed_exports_temporary_is_removed_by_the_next(tmp_path):
 
 def test_killed_commit_is_undone(tmp_path):
     out = tmp_path / "out"
-    aside = fake_bundle(tmp_path / f".out{outdir.OLD_TAG}999999999-ab")  # no such pid
+    aside = fake_bundle(tmp_path / f".out{outdir.OLD_TAG}999999999-abcd1234")  # no such pid
     assert outdir.sweep(out) == []
     assert not aside.exists() and (out / "step.onnx").read_bytes() == b"graph"
 
