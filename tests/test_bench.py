@@ -421,19 +421,26 @@ def test_watchdog_cost_reports_a_failing_child_in_one_line(capsys, tmp_path):
 
 
 def test_table_notes_rows_whose_process_loaded_torch():
-    """The committed ExecuTorch run: its executorch rows had torch in the process (the Python
-    package loads it), its onnxruntime rows did not; only the former get the memory note."""
+    """Only an ok row whose process had torch loaded (the executorch Python package loads it)
+    gets the peak-RSS note, naming its backend; a failed row or a torch-free one does not."""
     from lrf.benchmarks.report import table
 
-    path = os.path.join(os.path.dirname(__file__), "..", "benchmarks",
-                        "results_v2_cifar10_executorch.json")
-    with open(path) as fh:
-        rep = json.load(fh)
-    rows = rep["rows"]
-    out = table(rows)
-    noted = {line.split(": its peak RSS")[0].strip() for line in out.splitlines()
-             if "its peak RSS includes torch" in line}
-    assert noted == {r["name"] for r in rows if r["status"] == "ok" and r.get("torch_imported")}
-    assert noted and all(n.startswith("executorch") for n in noted)
+    rows = [_row("executorch", "int8", 32, 3.0, 300.0), _row("onnxruntime", "int8", 32, 2.0, 80.0),
+            _row("executorch", "fp32", 32, 0, 310.0, status="failed"),
+            _row("executorch", "fp32", 64, 4.0, 320.0)]
+    for r in rows:
+        if r["status"] == "ok":
+            r.update(load_ms=50.0, first_call_ms=5.0, per_step_ms=1.0, images_per_s=300.0,
+                     image_ms={"median": 3.0, "min": 2.5, "max": 3.5})
+    rows[0]["torch_imported"] = rows[2]["torch_imported"] = True
+    rows[1]["torch_imported"] = rows[3]["torch_imported"] = False
+
+    def noted(rs):
+        return [line.split(": its peak RSS")[0].strip() for line in table(rs).splitlines()
+                if "its peak RSS includes torch" in line]
+
+    assert noted(rows) == [rows[0]["name"]]
+    assert "which the executorch Python package loaded" in table(rows)
     rows[1]["torch_imported"] = True  # an onnxruntime row that had torch loaded is noted too
+    assert noted(rows) == [rows[0]["name"], rows[1]["name"]]
     assert f"{rows[1]['name']}: its peak RSS includes torch, which the onnxruntime" in table(rows)

@@ -211,7 +211,8 @@ def test_apps_sample_manifest_passes_the_python_schema_check():
     """The hand-written v2 manifest the Kotlin and Swift tests parse (deliberately unusual file
     and tensor names) is a valid bundle manifest by the Python reader's own schema check, so the
     apps are tested against the contract, not against their own reading of it."""
-    schema = pytest.importorskip("lrf.runtime.schema", reason="lrf.runtime.schema (the v2 schema check) is not there yet")
+    from lrf.runtime import schema
+
     path = os.path.join(os.path.dirname(FIXTURE_COPIES[0]), "sample_manifest.json")
     with open(path, encoding="utf-8") as f:
         manifest = json.load(f)
@@ -223,13 +224,11 @@ def test_apps_sample_manifest_passes_the_python_schema_check():
         schema.check_manifest(bad)
 
 
-def _export_tiny_bundle(checkpoint: str, out: str) -> str | None:
+def _export_tiny_bundle(checkpoint: str, out: str) -> str:
     """A small fp32 ONNX bundle from the tiny test checkpoint, written by the real exporter with
-    few parity images to keep it quick; None if the exporter is not installed."""
-    try:
-        from lrf.exporter.export import export_bundle
-    except ImportError:
-        return None
+    few parity images to keep it quick."""
+    from lrf.exporter.export import export_bundle
+
     return str(export_bundle("onnx", checkpoint=checkpoint, out=out, steps=[4], parity_images=2,
                              fidelity_images=4, log=lambda msg: None))
 
@@ -279,22 +278,23 @@ def kotlin_run(tiny_checkpoint, tmp_path_factory):
     its golden cases run through the Kotlin Generator on the bundle's graphs served by
     onnxruntime). An export failure is kept for the bundle test, so the JUnit result is still
     reported."""
-    if shutil.which("kotlinc") is None:
-        pytest.skip("kotlinc not installed (android_demo/core/ci_install.sh installs it)")
+    if shutil.which("kotlinc") is None or shutil.which("java") is None:
+        pytest.skip("needs kotlinc, JUnit 4 and a JDK: bash android_demo/core/ci_install.sh "
+                    "(as .ci/run does)")
     work = tmp_path_factory.mktemp("kt")
     bundle, export_error = None, None
     try:
         bundle = _export_tiny_bundle(tiny_checkpoint, str(work / "bundle"))
     except Exception as e:  # reported by test_kotlin_core_accepts_an_exported_bundle
         export_error = f"{type(e).__name__}: {e}"
-    env = dict(os.environ)
-    try:
-        import onnxruntime  # noqa: F401  (the graph server needs it)
-        server = work / "ort_server.py"
-        server.write_text(_ORT_SERVER, encoding="utf-8")
-        env["LRF_ENGINE_CMD"] = f"{sys.executable} {server}"
-    except ImportError:
-        env.pop("LRF_ENGINE_CMD", None)
+    server = work / "ort_server.py"
+    server.write_text(_ORT_SERVER, encoding="utf-8")
+    # everything the script, kotlinc and the JVM write goes under pytest's folder, not /tmp
+    # (-XX:-UsePerfData: no /tmp/hsperfdata_<user>, which the JVM writes whatever TMPDIR says)
+    scratch = work / "tmp"
+    scratch.mkdir()
+    env = {**os.environ, "LRF_ENGINE_CMD": f"{sys.executable} {server}", "TMPDIR": str(scratch),
+           "JAVA_TOOL_OPTIONS": f"-XX:-UsePerfData -Djava.io.tmpdir={scratch}"}
     cmd = ["bash", KOTLIN_TESTS] + ([bundle] if bundle else [])
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
     return {"rc": res.returncode, "out": res.stdout + res.stderr, "bundle": bundle,
@@ -313,20 +313,12 @@ def test_kotlin_core_passes_on_golden_vectors(kotlin_run):
 def test_kotlin_core_accepts_an_exported_bundle(kotlin_run):
     """The Kotlin port loads a bundle written by the exporter the way the app does: schema v2,
     containment (no links, nothing unlisted), sha256 of every file, and the golden RNG vectors and
-    every case's timesteps and noise within their files' tolerances. (The golden cases that need
-    the graphs run on a device: the apps' Golden test, GoldenRun.)"""
+    every case's timesteps and noise within their files' tolerances. (The cases that need the
+    graphs: test_kotlin_generator_reproduces_the_golden_cases.)"""
     assert kotlin_run["export_error"] is None, f"export failed: {kotlin_run['export_error']}"
-    if kotlin_run["bundle"] is None:
-        pytest.skip("lrf.exporter.export is not available, so there is no bundle to check")
     out = kotlin_run["out"]
     with open(os.path.join(kotlin_run["bundle"], "manifest.json"), encoding="utf-8") as f:
-        version = json.load(f)["schema_version"]
-    if version < 2:
-        # the apps are on schema v2: an older bundle is refused with the one re-export line
-        assert "bundle schema v1 is no longer supported by this runtime (schema v2); re-export it with lrf-export" \
-            in out, out[-3000:]
-        pytest.skip("the exporter still writes schema v1 bundles; the Kotlin core (schema v2) refused it with "
-                    "its one line, as it must")
+        assert json.load(f)["schema_version"] == 2
     assert kotlin_run["rc"] == 0, f"Kotlin bundle check failed:\n{out[-4000:]}"
     for line in ("ok   load:", "ok   rng:", "ok   timesteps ", "ok   noise "):
         assert line in out, f"missing {line!r} in:\n{out[-3000:]}"
@@ -339,13 +331,9 @@ def test_kotlin_generator_reproduces_the_golden_cases(kotlin_run):
     golden case of the exported bundle on its graphs (served by onnxruntime with the recorded
     settings) and meets every file's tolerance: this bundle's runtime files and the independent
     PyTorch reference."""
-    pytest.importorskip("onnxruntime", reason="the graph server needs onnxruntime")
-    if kotlin_run["bundle"] is None:
-        pytest.skip("no exported bundle to run")
+    assert kotlin_run["export_error"] is None, f"export failed: {kotlin_run['export_error']}"
     with open(os.path.join(kotlin_run["bundle"], "manifest.json"), encoding="utf-8") as f:
         manifest = json.load(f)
-    if manifest["schema_version"] < 2:
-        pytest.skip("the exporter still writes schema v1 bundles")
     out = kotlin_run["out"]
     assert kotlin_run["rc"] == 0, f"Kotlin bundle check failed:\n{out[-4000:]}"
     compared = [k for k, e in manifest["golden"]["files"].items()

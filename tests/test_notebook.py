@@ -22,10 +22,16 @@ def test_notebook_executes(tmp_path, monkeypatch):
     nbclient = pytest.importorskip("nbclient")
     monkeypatch.setenv("LRF_NOTEBOOK_FAST", "1")
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    # the kernel's temporary folders (the walkthrough's export folder among them) go under
+    # pytest's folder, not /tmp
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
     nb = nbformat.read(NB, as_version=4)
     client = nbclient.NotebookClient(nb, timeout=900, kernel_name="python3",
                                      resources={"metadata": {"path": str(tmp_path)}})
     client.execute()   # raises CellExecutionError, naming the cell, on any failure
+    assert list(scratch.glob("lrf-walkthrough-*")), "the notebook's work folder is not in TMPDIR"
     text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
                      for o in c.outputs if o.get("output_type") == "stream")
     assert "runtime fp32 vs PyTorch reference" in text and "int8 vs fp32 image PSNR" in text

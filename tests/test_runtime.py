@@ -308,23 +308,32 @@ def test_qdq_fusion_only_for_static_qdq_graphs():
     assert session_options(1).get_session_config_entry("session.disable_quant_qdq") == "1"
 
 
-def test_small_batches_of_an_integer_graph_run_on_one_thread(bundle):
+def test_small_batches_of_an_integer_graph_run_on_one_thread(bundle, monkeypatch):
     """An integer-matmul denoise graph (quantization.method "dynamic") opens on one intra-op
     thread when no thread count is given; the first batch above ONE_THREAD_MAX_BATCH opens a
     default-threaded session, and both give the same latents as a plain session. A given thread
-    count, or a float graph, keeps one session."""
+    count, or a float graph, keeps one session. Measured by the sessions the backend asks
+    onnxruntime for (their thread counts), not by its attributes."""
     import dataclasses
 
-    from lrf.runtime.backend_onnxruntime import (ONE_THREAD_MAX_BATCH, OnnxRuntimeBackend,
-                                                 make_session, one_thread_max_batch)
+    from lrf.runtime import backend_onnxruntime as bo
     from lrf.runtime.manifest import open_bundle
 
     b = open_bundle(bundle)
     spec = b.graphs["denoise"]
     dyn = dataclasses.replace(spec, raw={**spec.raw, "quantization": {"method": "dynamic"}})
-    assert one_thread_max_batch(spec) == 0 and one_thread_max_batch(dyn) == ONE_THREAD_MAX_BATCH
+    assert bo.one_thread_max_batch(spec) == 0 and bo.one_thread_max_batch(dyn) == \
+        bo.ONE_THREAD_MAX_BATCH
     path = bundle / spec.file
-    plain = make_session(path, threads=1)
+    plain = bo.make_session(path, threads=1)
+    opened = []
+    real = bo.make_session
+
+    def recording(model, threads=None, *a, **k):
+        opened.append(threads)
+        return real(model, threads, *a, **k)
+
+    monkeypatch.setattr(bo, "make_session", recording)
 
     def feed(batch):
         rng = np.random.default_rng(batch)
@@ -332,12 +341,20 @@ def test_small_batches_of_an_integer_graph_run_on_one_thread(bundle):
                 "timesteps": scheduler.timesteps(3), "label": np.arange(batch, dtype=np.int32),
                 "guidance": np.full(batch, 2.0, np.float32)}
 
-    sess = OnnxRuntimeBackend().open(path, dyn)
-    for batch in (1, ONE_THREAD_MAX_BATCH):
+    sess = bo.OnnxRuntimeBackend().open(path, dyn)
+    for batch in (1, bo.ONE_THREAD_MAX_BATCH):
         assert np.array_equal(sess.run(feed(batch))["denoised"], plain.run(None, feed(batch))[0])
-    assert sess._default is None                      # small batches only: one session
-    big = ONE_THREAD_MAX_BATCH + 1
-    assert np.allclose(sess.run(feed(big))["denoised"], plain.run(None, feed(big))[0], atol=1e-5)
-    assert sess._default is not None
-    assert OnnxRuntimeBackend(threads=2).open(path, dyn)._small_batch == 0
-    assert OnnxRuntimeBackend().open(path, spec)._small_batch == 0
+    assert opened == [1]                              # small batches only: one 1-thread session
+    big = bo.ONE_THREAD_MAX_BATCH + 1
+    for _ in range(2):                                # the default session opens once
+        assert np.allclose(sess.run(feed(big))["denoised"], plain.run(None, feed(big))[0],
+                           atol=1e-5)
+    assert opened == [1, None]
+    opened.clear()
+    for backend, graph in ((bo.OnnxRuntimeBackend(threads=2), dyn),
+                           (bo.OnnxRuntimeBackend(), spec)):
+        s = backend.open(path, graph)
+        s.run(feed(1))
+        s.run(feed(big))
+        assert opened == [backend.threads], (backend.threads, opened)
+        opened.clear()
