@@ -6,8 +6,13 @@ The import namespace ``lrf`` maps onto the repository's top-level folders:
 """
 
 import logging as _logging
+import os as _os
 
 __version__ = "0.1.0"
+
+# onnxruntime (1.29+) writes a device id and a telemetry database under ~/.cache on every run
+# unless this is set before it starts; every process of ours imports lrf first (issue 25).
+_os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 
 class _DropThirdPartyNoise(_logging.Filter):

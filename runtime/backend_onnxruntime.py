@@ -3,11 +3,28 @@
 :func:`session_options` / :func:`make_session` are the one place where an onnxruntime session is
 set up: the runtime, the exporter's int8 scoring and the profiler all use them, so the settings
 recorded in ``golden.runtime`` are the settings everything ran with.
+
+Every graph call is bounded (issue 25): :func:`guarded_run` gives it a fresh ``RunOptions``
+that a watchdog thread terminates when SIGINT, SIGTERM or SIGHUP arrives (Python's own
+handlers cannot run while onnxruntime holds the main thread, so the watchdog learns of the
+signal through ``signal.set_wakeup_fd``) or when the call outlives its time limit
+(:func:`time_limit`). onnxruntime's telemetry is off for every process that imports lrf
+(``ORT_DISABLE_TELEMETRY``, read once, before onnxruntime starts: ``lrf/__init__.py``).
 """
 
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")  # before onnxruntime starts (lrf/__init__)
+
+import contextlib
+import math
+import select
+import signal
+import socket
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +61,9 @@ def session_options(threads: int | None = None, optimization: str = "all",
     so = ort.SessionOptions()
     so.graph_optimization_level = LEVELS[optimization]
     so.enable_cpu_mem_arena = bool(memory_arena)
-    so.log_severity_level = 3  # warnings about unused initializers etc. are not actionable
+    # 4 = fatal only: warnings about unused initializers are not actionable, and a failure is
+    # reported by us as one line (a coloured onnxruntime log line on stderr would be a second)
+    so.log_severity_level = 4
     # Weight-only int8/int4 graphs (DequantizeLinear on constant weights): without QDQ fusion
     # onnxruntime folds those into float constants once, at load (same outputs, faster calls).
     # Static QDQ graphs keep the fusion: their convolutions then run as int8 kernels. The
@@ -64,12 +83,174 @@ def make_session(model: str | Path | bytes, threads: int | None = None,
     e.g. with profiling turned on by the caller); ValueError naming the file if it cannot load."""
     so = options or session_options(threads, optimization, memory_arena, fold_weights)
     src = model if isinstance(model, bytes) else str(model)
+    name = "model bytes" if isinstance(model, bytes) else Path(model).name
+    if isinstance(src, str):
+        try:
+            src.encode("utf-8")
+        except UnicodeEncodeError:  # onnxruntime takes UTF-8 paths only: the folder, not the bundle
+            raise ValueError(f"onnxruntime cannot open {name}: the folder path "
+                             f"{str(Path(model).parent)!r} is not valid UTF-8; rename or move "
+                             "the folder") from None
     try:
         return ort.InferenceSession(src, so, providers=[PROVIDER])
     except Exception as e:  # onnxruntime raises its own exception types for bad models
-        name = "model bytes" if isinstance(model, bytes) else Path(model).name
-        raise ValueError(f"onnxruntime cannot load {name} ({str(e).splitlines()[0][:200]}); "
+        raise ValueError(f"onnxruntime cannot load {name} ({_first_line(e)}); "
                          "re-export the bundle") from None
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    for prefix in ("[ONNXRuntimeError] : ",):
+        text = text.replace(prefix, "")
+    return text[:200]
+
+
+# ---------------------------------------------------------------- bounded calls
+# The per-call time limit: a generous margin over what the call can cost. The cost is derived
+# from what the manifest records and the call's inputs, not from timing (a manifest is
+# untrusted and a timing is machine-dependent): every weight byte of the graph file (its
+# verified size) used once per input element, per Euler step of the window, at a floor of
+# COST_FLOOR_FLOPS (a slow phone core); an image-producing graph (the decoder) once per output
+# pixel, 64 per latent element. Never below MIN_LIMIT_S.
+MIN_LIMIT_S = 60.0
+LIMIT_MARGIN = 10.0
+COST_FLOOR_FLOPS = 1e9
+STOP_SIGNALS = {int(s) for s in (signal.SIGINT, signal.SIGTERM,
+                                 getattr(signal, "SIGHUP", signal.SIGTERM))}
+
+
+def time_limit(weight_bytes: int, inputs: dict[str, np.ndarray], spec: GraphSpec) -> float:
+    """Seconds one call of ``spec``'s graph may run (see the comment above)."""
+    elements = max((int(getattr(v, "size", 1)) for v in inputs.values()), default=1)
+    ts = next((t.name for t in spec.inputs if t.role == "timesteps"), None)
+    steps = max(int(getattr(inputs.get(ts), "size", 2)) - 1, 1) if ts else 1
+    scale = 64 if any(t.role == "image" for t in spec.outputs) else 1
+    cost = 2.0 * weight_bytes * elements * scale * steps / COST_FLOOR_FLOPS
+    return max(MIN_LIMIT_S, LIMIT_MARGIN * cost)
+
+
+class _Watchdog:
+    """One daemon thread that sets ``RunOptions.terminate`` on the calls in flight when their
+    deadline passes or a stop signal arrives (through the wakeup fd the main thread installs
+    around its calls). Signal bytes it does not act on go on to the previous wakeup fd."""
+
+    def __init__(self):
+        self._r, self._w = socket.socketpair()
+        self._r.setblocking(False)
+        self._w.setblocking(False)
+        self._lock = threading.Lock()
+        self._calls: dict[int, list] = {}   # id -> [RunOptions, deadline, why or None]
+        self._next = 0
+        self._wait_until = math.inf   # when the thread wakes next by itself
+        self.forward = -1   # the wakeup fd that was installed before ours
+        threading.Thread(target=self._loop, name="lrf-onnxruntime-watchdog", daemon=True).start()
+
+    def add(self, ro, deadline: float) -> int:
+        with self._lock:
+            self._next += 1
+            self._calls[self._next] = [ro, deadline, None]
+            token, wake = self._next, deadline < self._wait_until
+        if wake:   # else the thread wakes before this deadline anyway: no syscall per call
+            self._poke()
+        return token
+
+    def done(self, token: int):
+        """The reason the call was stopped ("signal" / "time") or None."""
+        with self._lock:
+            return self._calls.pop(token, [None, 0, None])[2]
+
+    def _poke(self):
+        with contextlib.suppress(OSError):
+            self._w.send(b"\0")
+
+    @property
+    def wakeup_fd(self) -> int:
+        return self._w.fileno()
+
+    def _stop(self, why: str, now: float | None = None) -> None:
+        with self._lock:
+            for call in self._calls.values():
+                if call[2] is None and (now is None or now >= call[1]):
+                    call[0].terminate = True
+                    call[2] = why
+
+    def _loop(self):
+        while True:
+            with self._lock:
+                first = min((c[1] for c in self._calls.values() if c[2] is None), default=None)
+                self._wait_until = math.inf if first is None else first
+            timeout = None if first is None else max(0.0, first - time.monotonic())
+            with contextlib.suppress(OSError, ValueError):
+                ready, _, _ = select.select([self._r], [], [], timeout)
+                if ready:
+                    data = self._r.recv(4096)
+                    if any(b in STOP_SIGNALS for b in data):
+                        self._stop("signal")
+                    other = bytes(b for b in data if b and b not in STOP_SIGNALS)
+                    if other and self.forward >= 0:
+                        os.write(self.forward, other)
+            self._stop("time", time.monotonic())
+
+
+_WATCHDOG: _Watchdog | None = None
+_WATCHDOG_LOCK = threading.Lock()
+
+
+def _watchdog() -> _Watchdog:
+    global _WATCHDOG
+    with _WATCHDOG_LOCK:
+        if _WATCHDOG is None:
+            _WATCHDOG = _Watchdog()
+        return _WATCHDOG
+
+
+@contextlib.contextmanager
+def _signals_wake(dog: _Watchdog):
+    """In the main thread: the C-level signal handler writes each signal's number to the
+    watchdog's socket while a call runs (a Python handler cannot run until it returns)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    try:
+        old = signal.set_wakeup_fd(dog.wakeup_fd, warn_on_full_buffer=False)
+    except (ValueError, OSError):
+        yield
+        return
+    dog.forward = old
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError, OSError):
+            signal.set_wakeup_fd(old)
+        dog.forward = -1
+
+
+def guarded_run(sess: ort.InferenceSession, outputs: list[str], feeds: dict, label: str,
+                limit_s: float) -> list:
+    """``sess.run`` that a stop signal or ``limit_s`` seconds end (``RunOptions.terminate``);
+    any onnxruntime failure is one ValueError line naming ``label`` (the graph)."""
+    ro = ort.RunOptions()
+    ro.log_severity_level = 4
+    dog = _watchdog()
+    token = dog.add(ro, time.monotonic() + limit_s)
+    why = None
+    try:
+        with _signals_wake(dog):
+            try:
+                return sess.run(outputs, feeds, ro)
+            finally:
+                why = dog.done(token)
+    except Exception as e:  # onnxruntime raises its own types (Fail, RuntimeException, ...)
+        if why == "signal":
+            raise InterruptedError(f"graph {label}: stopped by a signal") from None
+        if why == "time":
+            raise ValueError(f"graph {label} ran past its time limit of {limit_s:.0f} s "
+                             f"({LIMIT_MARGIN:g}x what the bundle's size implies) and was "
+                             "stopped; the graph is broken or hostile: re-export the bundle") \
+                from None
+        raise ValueError(f"graph {label}: onnxruntime failed while running it "
+                         f"({_first_line(e)}); the bundle is broken or its inputs are too "
+                         "large for this machine") from None
 
 
 def check_io(sess: ort.InferenceSession, spec: GraphSpec, label: str) -> None:
@@ -117,8 +298,9 @@ class _OrtSession(Session):
     ``open_default()`` opens the session for larger batches when the first one comes."""
 
     def __init__(self, sess: ort.InferenceSession, spec: GraphSpec, open_default=None,
-                 small_batch: int = 0):
+                 small_batch: int = 0, weight_bytes: int = 0, limit_s: float | None = None):
         self._sess, self._open_default, self._default = sess, open_default, None
+        self._spec, self._weight_bytes, self._limit_s = spec, weight_bytes, limit_s
         self._small_batch = small_batch
         self._lock = threading.Lock()  # run() may be called from several threads at once
         self._first = spec.inputs[0].name if spec.inputs else None
@@ -134,7 +316,11 @@ class _OrtSession(Session):
                 if self._default is None:
                     self._default = self._open_default()
             sess = self._default
-        return dict(zip(self._outputs, sess.run(self._outputs, inputs)))
+        limit = self._limit_s if self._limit_s is not None else \
+            time_limit(self._weight_bytes, inputs, self._spec)
+        return dict(zip(self._outputs, guarded_run(sess, self._outputs, inputs,
+                                                   f"{self._spec.name} ({self._spec.file})",
+                                                   limit)))
 
     def close(self) -> None:
         # onnxruntime frees a session when the last reference goes
@@ -147,34 +333,50 @@ class OnnxRuntimeBackend(Backend):
 
     Options: ``optimization`` ("all" | "extended" | "basic" | "disable"; default "all"),
     ``memory_arena`` (bool, default True: onnxruntime's CPU arena; False trades a little speed
-    for a lower peak RSS).
+    for a lower peak RSS), ``time_limit`` (seconds per graph call; default None: derived per
+    call by :func:`time_limit`).
     """
 
     targets = ("onnx",)
     # InferenceSession.run is documented as safe to call concurrently from several threads.
     thread_safe = True
+    takes_bytes = True   # open(..., data=): runs the bytes the Generator verified
 
     def __init__(self, threads: int | None = None, optimization: str = "all",
-                 memory_arena: bool = True):
-        super().__init__(threads, optimization=optimization, memory_arena=memory_arena)
+                 memory_arena: bool = True, time_limit: float | None = None):
+        if time_limit is not None and (isinstance(time_limit, bool) or not isinstance(
+                time_limit, (int, float)) or not math.isfinite(time_limit) or time_limit <= 0):
+            raise ValueError(f"time_limit must be a positive number of seconds or None, got "
+                             f"{time_limit!r}")
+        super().__init__(threads, optimization=optimization, memory_arena=memory_arena,
+                         time_limit=time_limit)
         session_options(threads, optimization, memory_arena)  # fail now on a bad option
 
-    def open(self, path: Path, spec: GraphSpec) -> Session:
+    def open(self, path: Path, spec: GraphSpec, data: bytes | None = None) -> Session:
         """With ``threads`` None, an integer-matmul graph (:func:`one_thread_max_batch`) opens on
         one thread, and a session with onnxruntime's default threads only at its first larger
-        batch."""
+        batch. ``data``: the file's bytes, already verified (a graph with external data is
+        opened from its path, so onnxruntime finds the data beside it)."""
         small = one_thread_max_batch(spec) if self.threads is None else 0
+        src = data if data is not None and not spec.external_data else path
+        weight_bytes = len(data) if data is not None else Path(path).stat().st_size
+        for rel in spec.external_data:
+            with contextlib.suppress(OSError):
+                weight_bytes += (Path(path).parent / rel).stat().st_size
 
         def open_with(threads):
-            sess = make_session(path, threads, self.options["optimization"],
+            sess = make_session(src, threads, self.options["optimization"],
                                 self.options["memory_arena"],
                                 fold_weights=folds_weights(spec.raw.get("quantization")))
             check_io(sess, spec, spec.file)
             return sess
 
+        limit = self.options.get("time_limit")
         if small:
-            return _OrtSession(open_with(1), spec, lambda: open_with(None), small)
-        return _OrtSession(open_with(self.threads), spec)
+            return _OrtSession(open_with(1), spec, lambda: open_with(None), small, weight_bytes,
+                               limit)
+        return _OrtSession(open_with(self.threads), spec, weight_bytes=weight_bytes,
+                           limit_s=limit)
 
     def settings(self) -> dict:
         """What ``golden.runtime`` records (BUNDLE.md section 6)."""

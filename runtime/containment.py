@@ -179,12 +179,12 @@ def _walk(buf: bytes, kind: dict, out: list[str], depth: int = 0) -> None:
             _walk(v, _KINDS[sub], out, depth + 1)
 
 
-def onnx_external_data(path: Path, rel: str) -> list[str]:
+def onnx_external_data(path: Path | bytes, rel: str) -> list[str]:
     """Every external-data ``location`` the ONNX file at ``path`` references (initializers,
     Constant nodes, subgraphs and functions); ContainmentError when it cannot be parsed."""
     out: list[str] = []
     try:
-        _walk(path.read_bytes(), _MODEL, out)
+        _walk(path if isinstance(path, bytes) else path.read_bytes(), _MODEL, out)
     except (ValueError, IndexError):
         raise ContainmentError(f"bundle file {rel} is not a readable ONNX model; re-export "
                                "the bundle") from None

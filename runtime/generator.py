@@ -26,7 +26,7 @@ import numpy as np
 from lrf import prng
 from lrf.runtime import editing, scheduler, tiling
 from lrf.runtime.backends import Backend, get_backend
-from lrf.runtime.manifest import Bundle, open_bundle
+from lrf.runtime.manifest import Bundle, check_graph, open_bundle, verify_file
 from lrf.runtime.scheduler import GenerationCancelled, OnStep  # noqa: F401  (re-exported)
 
 MODES = ("fused", "stepwise")
@@ -62,6 +62,7 @@ class Generator:
         self.default_steps, self.default_guidance = s["steps"], float(s["guidance"])
         self.default_mode, self.shift = s["mode"], float(s["shift"])
         self.window: tuple[int, int | None] = bundle.graphs["denoise"].window
+        _latent_matches_graphs(bundle, self.latent_shape)
         # decoding in tiles (runtime/tiling.py): "auto" | "on" | "off" or a tiling.Tiling
         self.tiling: str | tiling.Tiling = "auto"
         self._sessions: dict = {}
@@ -110,17 +111,37 @@ class Generator:
         return self.bundle.manifest
 
     def class_index(self, name_or_index: str | int) -> int:
-        """A class name or index -> index; ValueError naming the valid classes otherwise."""
+        """A class name or index -> index; ValueError naming the valid classes otherwise. An
+        index in a string is ASCII digits only ("²" and "٣" are digits to Python, not here)."""
         if isinstance(name_or_index, (int, np.integer)) and not isinstance(name_or_index, bool):
             if 0 <= int(name_or_index) < len(self.classes):
                 return int(name_or_index)
         elif isinstance(name_or_index, str):
             if name_or_index in self.classes:
                 return self.classes.index(name_or_index)
-            if name_or_index.isdigit() and int(name_or_index) < len(self.classes):
-                return int(name_or_index)
-        raise ValueError(f"unknown label {str(name_or_index)[:40]!r}; valid: "
-                         f"{', '.join(self.classes)} (or an index 0-{len(self.classes) - 1})")
+            text = name_or_index
+            if text.isascii() and text.isdigit() and len(text) <= 6 and \
+                    int(text) < len(self.classes):
+                return int(text)
+        shown = str(name_or_index) if isinstance(name_or_index, str) else \
+            repr(name_or_index)[:40]
+        raise ValueError(f"unknown label {shown[:40]!r}{'...' if len(shown) > 40 else ''}; "
+                         f"valid: {', '.join(self.classes)} (or an index 0-"
+                         f"{len(self.classes) - 1})")
+
+    def check_labels(self, label) -> np.ndarray:
+        """``label`` as an int32 array [B] of class indices in 0..classes-1, or ValueError (the
+        rule :meth:`class_index` applies to one label; -5 or 2**40 never wrap onto a class)."""
+        a = np.asarray(label)
+        n = len(self.classes)
+        if a.ndim != 1 or not a.size or a.dtype.kind not in "iu":
+            raise ValueError(f"label must be a 1-D integer array of class indices (one per "
+                             f"image), got {a.dtype} {list(a.shape)}")
+        bad = a[(a < 0) | (a >= n)]
+        if bad.size:
+            raise ValueError(f"label {int(bad[0])} is not a class index; valid: 0-{n - 1} "
+                             f"({', '.join(self.classes)[:200]})")
+        return a.astype(np.int32)
 
     # ------------------------------------------------------------------ graph calls
     def _session(self, name: str):
@@ -129,8 +150,28 @@ class Generator:
                 raise ValueError("this Generator is closed; load the bundle again")
             if name not in self._sessions:
                 spec = self._spec(name)
-                self._sessions[name] = self.backend.open(self.bundle.file(spec.file), spec)
+                self._sessions[name] = self._open_verified(spec)
             return self._sessions[name]
+
+    def _open_verified(self, spec):
+        """Open ``spec``'s graph on bytes verified now (size and sha256 against the manifest,
+        and the loop check), so a graph swapped on disk after :meth:`load` is refused; a
+        backend that takes bytes (``Backend.takes_bytes``) runs exactly those bytes."""
+        files = self.bundle.manifest["files"]
+        path = self.bundle.file(spec.file)
+        for rel in spec.external_data:
+            verify_file(self.bundle.file(rel), rel, files[rel])
+        if spec.file not in files:   # a folder graph (.mlpackage): every listed file in it
+            for rel in sorted(f for f in files if f.startswith(spec.file + "/")):
+                verify_file(self.bundle.file(rel), rel, files[rel])
+            return self.backend.open(path, spec)
+        data = path.read_bytes()
+        verify_file(path, spec.file, files[spec.file], data)
+        if spec.format == "onnx":
+            check_graph(data, spec)
+        if getattr(self.backend, "takes_bytes", False):
+            return self.backend.open(path, spec, data=data)
+        return self.backend.open(path, spec)
 
     def _spec(self, name: str):
         if name not in self.bundle.graphs:
@@ -188,7 +229,10 @@ class Generator:
         scheduler.check_steps(max(len(ts) - 1, 1))
         if len(ts) > 1 and not (np.isfinite(ts).all() and (np.diff(ts) < 0).all()):
             raise ValueError("timesteps must be finite and strictly descending")
-        label = np.asarray(label, dtype=np.int32)
+        label = self.check_labels(label)
+        if len(label) != len(z):
+            raise ValueError(f"need one label per latent: {len(label)} labels for a batch of "
+                             f"{len(z)}")
         if isinstance(guidance, np.ndarray):
             if guidance.dtype.kind not in "iuf":
                 raise ValueError(f"guidance must be a numeric array, got dtype {guidance.dtype}")
@@ -300,6 +344,21 @@ class Generator:
         """Noise [B,C,h,w] -> final latents after ``steps`` steps of the full schedule."""
         ts = scheduler.timesteps(steps, self.shift)
         return self.denoise(z, ts, label, guidance, on_step, 1 if mode == "stepwise" else None)
+
+
+def _latent_matches_graphs(bundle: Bundle, latent: tuple[int, int, int]) -> None:
+    """The manifest's latent size against the static dims of the graphs' latent tensors, at
+    load: a 4x4096x4096 latent for an 4x4x4 graph would cost seconds of noise first."""
+    for name, kind in (("denoise", "inputs"), ("decoder", "inputs"), ("encoder", "outputs")):
+        spec = bundle.graphs.get(name)
+        t = next((t for t in getattr(spec, kind, ()) if t.role == "latent"), None)
+        if t is None or len(t.shape) != 4:
+            continue
+        dims = (t.shape[1],) if name != "denoise" else t.shape[1:]
+        if any(d >= 0 and d != w for d, w in zip(dims, latent)):
+            raise ValueError(f"manifest.json: latent is {'x'.join(map(str, latent))} "
+                             f"(channels x height x width) but graphs.{name} tensor "
+                             f"{t.name!r} is {t.describe()}; the bundle is inconsistent")
 
 
 def _expect_shape(a: np.ndarray, shape: tuple, graph: str) -> np.ndarray:

@@ -9,6 +9,7 @@ external data listed), verifies every file's size and sha256 and parses the grap
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ import numpy as np
 
 from lrf.digest import sha256_file
 from lrf.runtime import schema as sc
+from lrf.runtime import onnx_structure
 from lrf.runtime.containment import MANIFEST, ContainmentError, check_tree, inside, \
     onnx_external_data
 
@@ -50,9 +52,20 @@ def strict_json(raw: bytes, where: str):
     def constant(c):
         raise ValueError(f"non-standard constant {c}")
 
+    def integer(text):
+        if len(text.lstrip("-")) > 20:   # beyond int64/uint64: no field of ours is that long
+            raise ValueError(f"integer of {len(text)} digits")
+        return int(text)
+
+    def number(text):
+        v = float(text)
+        if not math.isfinite(v):   # 1e400 parses as infinity
+            raise ValueError(f"number {text[:40]} overflows a float")
+        return v
+
     try:
-        return json.loads(raw.decode("utf-8"), parse_constant=constant,
-                          object_pairs_hook=_unique_keys)
+        return json.loads(raw.decode("utf-8"), parse_constant=constant, parse_int=integer,
+                          parse_float=number, object_pairs_hook=_unique_keys)
     except (ValueError, UnicodeDecodeError, RecursionError) as e:   # JSONDecodeError too
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ValueError(f"{where}: not valid JSON ({msg[:120]}); re-export the bundle") from None
@@ -262,6 +275,30 @@ def verify_files(path: str | os.PathLike, manifest: dict) -> None:
                              "replaced: re-export or re-copy the bundle")
 
 
+def check_graph(data: bytes, spec: "GraphSpec") -> None:
+    """The structural checks of an ONNX graph file's bytes (its loops are the schema's:
+    :mod:`lrf.runtime.onnx_structure`), at load and again on the bytes a backend opens."""
+    ts = next((t.name for t in spec.inputs if t.role == "timesteps"), None)
+    onnx_structure.check_graph_structure(data, spec.file, spec.name, ts)
+
+
+def verify_file(path: Path, rel: str, meta: dict, data: bytes | None = None) -> None:
+    """``path`` (or its bytes ``data``) has the size and sha256 the manifest lists for ``rel``:
+    called again when a graph is first opened, so a file swapped after load is refused."""
+    size = len(data) if data is not None else path.stat().st_size
+    digest = sha256_bytes(data) if data is not None else None
+    if size != meta["size"] or (digest or sha256_file(path)) != meta["sha256"]:
+        raise ValueError(f"bundle file {rel}: its size or sha256 no longer matches "
+                         f"{MANIFEST} (changed since the bundle was loaded?); re-copy the bundle "
+                         "and load it again")
+
+
+def sha256_bytes(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
 def open_bundle(path: str | os.PathLike, verify: bool = True) -> Bundle:
     """Read and check the manifest, enforce containment, verify every file's checksum (unless
     ``verify=False``: containment is still enforced) and parse the graph entries."""
@@ -281,7 +318,9 @@ def open_bundle(path: str | os.PathLike, verify: bool = True) -> Bundle:
             if ext not in files:
                 sc.fail(f"graphs.{name}.external_data", "paths listed in files", ext)
         if g.format == "onnx":
-            used = onnx_external_data(bundle.file(g.file), g.file)
+            data = bundle.file(g.file).read_bytes()
+            check_graph(data, g)
+            used = onnx_external_data(data, g.file)
             base = g.file.rsplit("/", 1)[0] + "/" if "/" in g.file else ""
             for loc in used:
                 rel = base + loc

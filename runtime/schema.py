@@ -65,11 +65,21 @@ def number(parent: dict, key: str, path: str, lo: float, hi: float, open_lo: boo
     """A finite JSON number that stays finite as float32, in [lo, hi] ((lo, hi] if open_lo)."""
     v = missing(parent, key, path)
     with np.errstate(over="ignore"):
-        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) \
-            and bool(np.isfinite(np.float32(v))) and (v > lo if open_lo else v >= lo) and v <= hi
+        ok = finite(v) and bool(np.isfinite(np.float32(v))) and \
+            (v > lo if open_lo else v >= lo) and v <= hi
     if not ok:
         fail(path, f"number in {'(' if open_lo else '['}{lo}, {hi}]", v)
     return float(v)
+
+
+def finite(v) -> bool:
+    """A JSON number (not a bool) that is finite as a float: a 400-digit integer is not (it
+    would raise OverflowError in float arithmetic)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    if isinstance(v, int):
+        return abs(v) < 2**1023
+    return math.isfinite(v)
 
 
 def string(parent: dict, key: str, path: str, choices=None) -> str:
@@ -131,8 +141,7 @@ def check_manifest(m: dict) -> None:
     for k, lo in (("latent_mean", -math.inf), ("latent_std", 0.0)):
         v = missing(codec, k, f"codec.{k}")
         if not isinstance(v, list) or len(v) != c or not all(
-                isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-                and x > lo for x in v):
+                finite(x) and x > lo for x in v):
             fail(f"codec.{k}", f"{c} finite numbers" + (" > 0" if lo == 0 else ""), v)
     s = obj(m, "sampling", "sampling")
     integer(s, "steps", "sampling.steps", 1, scheduler.MAX_STEPS)
@@ -173,7 +182,7 @@ def check_scheduler(sch: dict, shift: float) -> None:
             fail(where, f"a key N in 1..{scheduler.MAX_STEPS}", key)
         n = int(key)
         if not isinstance(values, list) or len(values) != n + 1 or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+                finite(v) for v in values):
             fail(where, f"{n + 1} numbers", values)
         want = scheduler.timesteps(n, s)
         got = np.asarray(values, dtype=np.float64).astype(np.float32)

@@ -218,3 +218,332 @@ def test_deep_manifest_key_through_generator_load_is_one_quick_line(tmp_path):
     with deadline(3), pytest.raises(ValueError) as e:
         Generator.load(b)
     assert "\n" not in str(e.value)
+
+
+# ================================================ ONNX bundles (the shared tiny test bundle)
+@pytest.fixture(scope="module")
+def bundle(vivid_checkpoint, tmp_path_factory):
+    from bundle_factory import shared_bundle
+
+    return shared_bundle(tmp_path_factory, vivid_checkpoint)
+
+
+@pytest.fixture
+def copy(bundle, tmp_path):
+    from bundle_factory import copy_bundle
+
+    return copy_bundle(bundle, tmp_path / "b")
+
+
+def _latent_cs(b: Path) -> tuple[int, int]:
+    lat = json.loads((b / MANIFEST).read_text())["latent"]
+    return lat["channels"], lat["height"]
+
+
+def _loop_graph(b: Path, trip: str = "const", where: str = "denoise", nested: bool = False):
+    """Replace ``where``.onnx with a graph whose Loop runs ``trip`` times: "const" (10**15),
+    "timesteps" (len(timesteps) * 10**12), "none" (no trip count: only a condition that stays
+    true). The body adds nothing, so only the trip count makes it hang."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from bundle_factory import denoise_model, read, write
+
+    c, s = _latent_cs(b)
+    lat = ["batch", c, s, s]
+    inner = [helper.make_node("Identity", ["cond"], ["cond_out"]),
+             helper.make_node("Identity", ["z_in"], ["z_out"])]
+    if nested:
+        sub = helper.make_graph(
+            [helper.make_node("Identity", ["c2"], ["c2o"]),
+             helper.make_node("Identity", ["w"], ["wo"])], "inner",
+            [helper.make_tensor_value_info("j", TensorProto.INT64, []),
+             helper.make_tensor_value_info("c2", TensorProto.BOOL, []),
+             helper.make_tensor_value_info("w", TensorProto.FLOAT, lat)],
+            [helper.make_tensor_value_info("c2o", TensorProto.BOOL, []),
+             helper.make_tensor_value_info("wo", TensorProto.FLOAT, lat)])
+        inner[1] = helper.make_node("Loop", ["outer_k", "", "z_in"], ["z_out"], body=sub)
+    body = helper.make_graph(
+        inner, "body",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("z_in", TensorProto.FLOAT, lat)],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("z_out", TensorProto.FLOAT, lat)])
+    inits = [helper.make_tensor("big", TensorProto.INT64, [], [10**15]),
+             helper.make_tensor("many", TensorProto.INT64, [1], [10**12]),
+             helper.make_tensor("one", TensorProto.INT64, [1], [1]),
+             helper.make_tensor("axis0", TensorProto.INT64, [1], [0]),
+             helper.make_tensor("yes", TensorProto.BOOL, [], [True])]
+    nodes = [helper.make_node("Shape", ["timesteps"], ["n"]),
+             helper.make_node("Sub", ["n", "one"], ["k1"]),
+             helper.make_node("Squeeze", ["k1", "axis0"], ["outer_k"])]
+    if trip == "const":
+        loop_in = ["big", "", "latent"]
+    elif trip == "timesteps":
+        nodes += [helper.make_node("Mul", ["n", "many"], ["nn"]),
+                  helper.make_node("Squeeze", ["nn", "axis0"], ["huge"])]
+        loop_in = ["huge", "", "latent"]
+    elif trip == "legit":
+        loop_in = ["outer_k", "", "latent"]
+    else:
+        loop_in = ["", "yes", "latent"]
+    nodes.append(helper.make_node("Loop", loop_in, ["denoised"], body=body))
+    model = denoise_model(nodes, inits, c, s)
+    onnx.checker.check_model(model)
+    if where == "decoder":   # the same Loop in front of the real decoder
+        dec = onnx.load(str(b / "decoder.onnx"))
+        loop = helper.make_node("Loop", ["big", "", "latent"], ["latent_looped"], body=helper.make_graph(
+            [helper.make_node("Identity", ["cond"], ["cond_out"]),
+             helper.make_node("Identity", ["z_in"], ["z_out"])], "body",
+            [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+             helper.make_tensor_value_info("cond", TensorProto.BOOL, []),
+             helper.make_tensor_value_info("z_in", TensorProto.FLOAT, None)],
+            [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+             helper.make_tensor_value_info("z_out", TensorProto.FLOAT, None)]))
+        for n in dec.graph.node:
+            n.input[:] = ["latent_looped" if x == "latent" else x for x in n.input]
+        dec.graph.node.insert(0, loop)
+        dec.graph.initializer.append(inits[0])
+        onnx.save(dec, str(b / "decoder.onnx"))
+    else:
+        onnx.save(model, str(b / "denoise.onnx"))
+    write(b, read(b))
+    return b
+
+
+# ==================================================== 2. a hostile graph cannot be stopped
+@pytest.mark.parametrize("trip,where,nested", [("const", "denoise", False),
+                                               ("timesteps", "denoise", False),
+                                               ("none", "denoise", False),
+                                               ("legit", "denoise", True),
+                                               ("const", "decoder", False)])
+def test_loop_trip_count_not_the_schemas_is_refused_at_load(copy, trip, where, nested):
+    from lrf.exporter.check import check_bundle
+    from lrf.runtime import Generator
+
+    _loop_graph(copy, trip, where, nested)
+    for load in (lambda: Generator.load(copy), lambda: check_bundle(copy)):
+        with deadline(20), pytest.raises(ValueError, match="Loop") as e:
+            load()
+        assert "\n" not in str(e.value) and f"{where}.onnx" in str(e.value)
+
+
+def test_loop_with_the_schemas_trip_count_still_loads(copy):
+    from lrf.runtime import Generator
+
+    _loop_graph(copy, "legit")   # a Loop over len(timesteps) - 1: what the schema defines
+    with Generator.load(copy) as gen:
+        z = gen.noise([0])
+        out = gen.denoise(z, gen_ts(gen, 2), np.zeros(1, np.int32), 1.0)
+    assert np.array_equal(out, z)
+
+
+def gen_ts(gen, n):
+    from lrf.runtime import scheduler
+
+    return scheduler.timesteps(n, gen.shift)
+
+
+_HANG = r"""
+import os, sys, time
+sys.argv[0] = "lrf-generate"
+try:   # the structural refusal off: the watchdog alone must stop the graph
+    import lrf.runtime.onnx_structure as S
+    S.check_graph_structure = lambda *a, **k: None
+except ImportError:   # before issue 25
+    pass
+import onnxruntime
+real_run = onnxruntime.InferenceSession.run
+def run(self, *a, **k):
+    open(os.environ["MARK"], "w").close()
+    return real_run(self, *a, **k)
+onnxruntime.InferenceSession.run = run
+if sys.argv[1] == "api":
+    from lrf.runtime import Generator
+    gen = Generator.load(sys.argv[2], time_limit=float(sys.argv[3]))
+    t0 = time.monotonic()
+    try:
+        gen.generate(0, 0)
+    except ValueError as e:
+        print(f"{time.monotonic() - t0:.2f} {e}")
+else:
+    from lrf.models.cli import main
+    sys.exit(main(["--bundle", sys.argv[2], "--class", "0", "--out", sys.argv[3]]))
+"""
+
+
+def _hang(args, mark, **kw):
+    import subprocess
+    import sys
+
+    env = dict(os.environ, MARK=str(mark), OMP_NUM_THREADS="1")
+    return subprocess.Popen([sys.executable, "-c", _HANG, *args], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+
+
+def test_hanging_graph_is_stopped_by_its_time_limit(copy, tmp_path):
+    _loop_graph(copy, "const")
+    p = _hang(["api", str(copy), "1.0"], tmp_path / "mark")
+    try:
+        out, err = p.communicate(timeout=90)
+    finally:
+        p.kill()
+    took, _, msg = out.strip().partition(" ")
+    assert "time limit" in msg and "denoise" in msg, (out, err)
+    assert float(took) < 5.0
+    assert "\x1b[" not in err, err   # no onnxruntime log line
+
+
+@pytest.mark.parametrize("sig,status,word", [(signal.SIGINT, 130, "interrupted"),
+                                             (signal.SIGTERM, 143, "terminated")])
+def test_signal_ends_a_hanging_graph_within_a_second(copy, tmp_path, sig, status, word):
+    _loop_graph(copy, "const")
+    mark = tmp_path / "mark"
+    p = _hang(["cli", str(copy), str(tmp_path / "x.png")], mark)
+    try:
+        t0 = time.monotonic()
+        while not mark.exists() and p.poll() is None and time.monotonic() - t0 < 90:
+            time.sleep(0.05)
+        assert mark.exists(), p.communicate(timeout=5)
+        time.sleep(0.5)                       # well inside the Loop now
+        sent = time.monotonic()
+        p.send_signal(sig)
+        try:
+            p.wait(timeout=5)
+        except Exception:
+            pass
+        took = time.monotonic() - sent
+        out, err = p.communicate(timeout=5) if p.returncode is not None else ("", "")
+    finally:
+        p.kill()
+    assert p.returncode == status, (p.returncode, err)
+    assert err.strip().splitlines() == [f"lrf-generate: {word}"], err
+    assert took < 1.0, took
+    assert not list(tmp_path.glob("*.png*"))
+
+
+# ========================================== 7. Generator.denoise maps labels onto other classes
+@pytest.mark.parametrize("label", [np.array([-5]), np.array([2**40], np.int64),
+                                   np.array([10], np.int64), np.array([0.5]), np.array([[0]]),
+                                   np.array([True]), np.array([0, 1])])
+def test_denoise_refuses_out_of_range_labels(bundle, label):
+    from lrf.runtime import Generator
+
+    with Generator.load(bundle) as gen:
+        with pytest.raises(ValueError, match="label") as e:
+            gen.denoise(gen.noise([0]), gen_ts(gen, 1), label, 1.0)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("text", ["²", "9" * 5001, "٣", " 3", "+3", "3.0"])
+def test_odd_label_strings_get_our_message(bundle, text):
+    from lrf.runtime import Generator
+
+    with Generator.load(bundle) as gen:
+        with pytest.raises(ValueError, match="unknown label") as e:
+            gen.class_index(text)
+    assert len(str(e.value)) < 400
+
+
+# ============================================================= runtime weak spots
+def test_onnxruntime_failure_while_running_is_one_line_naming_the_graph(copy, tmp_path, capfd):
+    import onnx
+    from onnx import TensorProto, helper
+
+    from bundle_factory import denoise_model, read, write
+    from lrf.models.cli import main
+
+    c, s = _latent_cs(copy)
+    nodes = [helper.make_node("Reshape", ["latent", "odd"], ["r"]),   # fails at run time
+             helper.make_node("Reshape", ["r", "back"], ["denoised"])]
+    inits = [helper.make_tensor("odd", TensorProto.INT64, [2], [-1, 1000003]),
+             helper.make_tensor("back", TensorProto.INT64, [4], [-1, c, s, s])]
+    model = denoise_model(nodes, inits, c, s)
+    onnx.save(model, str(copy / "denoise.onnx"))
+    write(copy, read(copy))
+    rc = main(["--bundle", str(copy), "--class", "0", "--out", str(tmp_path / "x.png")])
+    err = capfd.readouterr().err
+    assert rc == 2, err
+    assert len(err.strip().splitlines()) == 1 and "\x1b" not in err, err
+    assert "denoise" in err and "internal error" not in err
+
+
+@pytest.mark.parametrize("field,text", [
+    ('"guidance": 3.0', '"guidance": 1' + "0" * 400),
+    ('"shift": 1.0,', '"shift": 1' + "0" * 400 + ","),
+    ('"guidance": 3.0', '"guidance": 1e400'),
+])
+def test_huge_json_numbers_are_a_manifest_error(copy, field, text):
+    from lrf.runtime import Generator
+
+    raw = (copy / MANIFEST).read_text()
+    m = json.loads(raw)
+    raw = json.dumps(m).replace(field, text, 1)
+    assert text in raw
+    (copy / MANIFEST).write_text(raw)
+    with pytest.raises(ValueError) as e:
+        Generator.load(copy)
+    assert type(e.value).__name__ in ("ManifestError", "ValueError")
+    assert "manifest.json" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_latent_larger_than_the_graph_is_refused_at_load(copy):
+    from bundle_factory import read, write
+    from lrf.runtime import Generator
+
+    m = read(copy)
+    m["latent"]["height"] = m["latent"]["width"] = 4096
+    m["image"]["height"] = m["image"]["width"] = 8 * 4096
+    write(copy, m, refresh=False)
+    with deadline(5), pytest.raises(ValueError, match="latent") as e:
+        Generator.load(copy)
+    assert "4096" in str(e.value)
+
+
+def test_graph_replaced_by_a_folder_is_not_called_unlisted(copy):
+    from lrf.runtime import Generator
+
+    (copy / "decoder.onnx").unlink()
+    (copy / "decoder.onnx").mkdir()
+    with pytest.raises(ValueError) as e:
+        Generator.load(copy)
+    assert "not listed" not in str(e.value) and "folder" in str(e.value)
+
+
+def test_graph_swapped_after_load_is_refused_when_first_opened(copy):
+    from lrf.runtime import Generator
+
+    gen = Generator.load(copy)   # graphs open lazily
+    good = (copy / "decoder.onnx").read_bytes()
+    (copy / "decoder.onnx").write_bytes(good[:-1] + bytes([good[-1] ^ 1]))
+    with pytest.raises(ValueError, match="decoder.onnx.*(changed|sha256)"):
+        gen.generate(0, 0)
+    gen.close()
+
+
+def test_bundle_in_a_non_utf8_folder_runs(bundle, tmp_path):
+    import shutil
+
+    from lrf.runtime import Generator
+
+    odd = os.path.join(os.fsencode(tmp_path), b"caf\xe9-bundle")
+    shutil.copytree(os.fsencode(bundle), odd)
+    with Generator.load(os.fsdecode(odd)) as gen:
+        img = gen.generate(0, 0)
+    assert img.dtype == np.uint8
+
+
+def test_onnxruntime_telemetry_is_off_for_what_lrf_starts(bundle, tmp_path):
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORT_")}
+    env["HOME"] = str(tmp_path)
+    code = ("import sys\nfrom lrf.runtime import Generator\n"
+            "Generator.load(sys.argv[1]).generate(0, 0)\n")
+    r = subprocess.run([sys.executable, "-c", code, str(bundle)], env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    left = [str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")]
+    assert left == [], left
