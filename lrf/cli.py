@@ -84,7 +84,42 @@ def describe(exc: BaseException) -> tuple[str, int]:
                 "wrote before that are complete"), 2
     if isinstance(exc, EXPECTED):
         return (str(exc) or type(exc).__name__), 2
+    missing = missing_extra(exc)
+    if missing is not None:
+        return missing, 2
     return f"internal error: {type(exc).__name__}: {exc}", 1
+
+
+# Third-party packages -> the pyproject.toml extra that installs them (tests/test_torch_free.py
+# checks this against pyproject.toml). The base install has numpy and pillow only.
+EXTRAS = {"onnxruntime": "runtime", "torch": "torch", "diffusers": "torch", "safetensors": "torch",
+          "tqdm": "torch", "matplotlib": "train", "onnx": "export", "onnxscript": "export",
+          "onnxsim": "export", "coremltools": "export", "executorch": "export",
+          "torchao": "export", "nbclient": "dev", "nbformat": "dev"}
+
+
+def install_hint(package: str) -> str:
+    """``pip install -e ".[EXTRA]"`` for a package an extra of this project installs."""
+    return f'pip install -e ".[{EXTRAS[package]}]"'
+
+
+def missing_extra(exc: BaseException, what: str = "this") -> str | None:
+    """The one line for ``exc`` when it is an optional package of this project that is not
+    installed (``what`` needs the Python package 'torch' ...: pip install -e ".[torch]"); None
+    for anything else, e.g. a module missing inside an installed package (a broken install)."""
+    if not isinstance(exc, ModuleNotFoundError) or not exc.name:
+        return None
+    top = exc.name.split(".")[0]
+    if top not in EXTRAS:
+        return None
+    import importlib.util
+
+    try:
+        if importlib.util.find_spec(top) is not None:
+            return None  # installed: the missing piece is something else, not an extra
+    except (ImportError, ValueError):
+        pass
+    return f"{what} needs the Python package {top!r}, which is not installed: {install_hint(top)}"
 
 
 RECHECK_S = 2.0  # seconds after a first signal before it is raised again if it was swallowed

@@ -23,7 +23,7 @@ guard_startup("lrf-generate", __name__ == "__main__")  # Ctrl-C during the impor
 
 import argparse
 
-from lrf.cli import Parser, int_arg, atomic_output, check_output, entry
+from lrf.cli import CLIError, Parser, atomic_output, check_output, entry, int_arg, missing_extra
 import math
 import os
 import sys
@@ -74,8 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=["fused", "stepwise"], default=None,
                    help="bundle only: fused generator graph or step graph + decoder")
     p.add_argument("--backend", default="onnxruntime", help="bundle only: runtime backend")
-    p.add_argument("--out", default=None, help="PNG for one image")
-    p.add_argument("--grid", default=None, help="PNG grid, one row per class")
+    p.add_argument("--out", default=None, help="PNG for one image (a name ending in .png)")
+    p.add_argument("--grid", default=None, help="PNG grid, one row per class (.png)")
     p.add_argument("--per-class", type=int_arg("--per-class", 1, 100), default=10,
                    help="grid columns (seeds 0..N-1), at most 100")
     p.add_argument("--no-progress", action="store_true")
@@ -165,8 +165,15 @@ class _Progress:
 
 
 def _torch_images(args, labels, seeds):
-    from lrf.models.checkpoint import load_checkpoint
-    from lrf.models.reference import generate, to_uint8
+    try:
+        from lrf.models.checkpoint import load_checkpoint
+        from lrf.models.reference import generate, to_uint8
+    except ModuleNotFoundError as e:  # a runtime-only install: say which extra, in one line
+        line = missing_extra(e, "generating without --bundle (the PyTorch reference)")
+        if line is None:
+            raise
+        raise CLIError(f"{line}; or pass --bundle to run the prebuilt bundle without torch") \
+            from None
 
     ckpt = load_checkpoint(args.checkpoint)
     labels = [ckpt.class_index(c) for c in labels] if labels else None
@@ -220,6 +227,16 @@ def _outside_the_bundle(path: str, flag: str, bundle: str | None) -> None:
                          "image elsewhere (a bundle holds only the files its manifest lists)")
 
 
+def _png_name(path: str, flag: str) -> None:
+    """lrf-generate writes PNG; a name saying another format (``x.jpg``) would hold PNG bytes
+    that viewers and uploaders judging by the suffix misread, so it is refused up front."""
+    suffix = os.path.splitext(path)[1]
+    if suffix.lower() != ".png":
+        what = f"a {suffix} name" if suffix else "a name without .png"
+        raise ValueError(f"{flag} {path!r} is {what}, but lrf-generate writes PNG only; give a "
+                         "file name ending in .png")
+
+
 @entry("lrf-generate")  # one error line, Ctrl-C 130; no traceback
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
@@ -246,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         if path:
             check_output(path, flag)  # before minutes of sampling
             _outside_the_bundle(path, flag, args.bundle)
+            _png_name(path, flag)
     backend = _bundle_images if args.bundle is not None else _torch_images
     classes, labels, run = backend(args, [args.cls] if args.cls is not None else [], None)
     if args.out:

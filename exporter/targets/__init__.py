@@ -27,12 +27,15 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from lrf.exporter.calibration import Trajectories
-from lrf.models.checkpoint import Checkpoint
 from lrf.runtime.registry import register_class
+
+if TYPE_CHECKING:  # the registry imports without torch: lrf-export --check runs without it
+    import torch
+
+    from lrf.exporter.calibration import Trajectories
+    from lrf.models.checkpoint import Checkpoint
 
 # name -> module that registers it (imported on first use).
 TARGET_MODULES: dict[str, str] = {
@@ -45,6 +48,14 @@ TARGET_REQUIRES: dict[str, tuple[str, ...]] = {
     "onnx": ("onnx", "onnxscript", "onnxruntime"),
     "coreml": ("coremltools",),
     "executorch": ("executorch", "torchao"),
+}
+# name -> the lrf.runtime backend that runs its files (None: none can, here); each Target class
+# says the same in its ``backend`` (tests/test_torch_free.py checks they agree). Read without
+# importing the target, so checking a bundle needs neither torch nor the export tools.
+TARGET_BACKENDS: dict[str, str | None] = {
+    "onnx": "onnxruntime",
+    "coreml": None,
+    "executorch": "executorch",
 }
 INSTALL_HINT = "pip install 'lrf-mobile[export]'"
 _REGISTRY: dict[str, type["Target"]] = {}
