@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from lrf import prng
+from lrf.exporter.metrics import IMAGE_PSNR_DB, TENSOR_REL_MAX_ABS, psnr
 from lrf.runtime.manifest import strict_json
 from lrf.runtime import Generator, scheduler
 
@@ -32,8 +33,6 @@ EDIT_STRENGTH = 0.6
 RNG_SEEDS = (0, 1, 42, 2**64 - 1)
 RNG_COUNT = 8           # words and uniforms per seed
 RNG_NORMALS = 9         # odd: exercises the odd-count rule of BUNDLE.md section 4
-IMAGE_PSNR_DB = {"fp32": 40.0, "int8": 25.0}
-TENSOR_REL_MAX_ABS = {"fp32": 1e-3, "int8": 5e-2}
 NOISE_MAX_ABS = 1e-6
 
 
@@ -236,8 +235,7 @@ def judge(tolerance: dict | None, want: np.ndarray, got: np.ndarray) -> tuple[bo
     if metric == "exact":
         return bool(np.array_equal(want, got)), 0.0 if np.array_equal(want, got) else None
     if metric == "psnr_db":
-        mse = float(np.mean((want.astype(np.float64) - got.astype(np.float64)) ** 2))
-        value = 100.0 if mse == 0 else min(100.0, 10 * np.log10(255.0 ** 2 / mse))
+        value = psnr(want, got)
         return value >= bar, value
     err = np.abs(want.astype(np.float64) - got.astype(np.float64))
     value = float(err.max()) if err.size else 0.0

@@ -38,7 +38,7 @@ import numpy as np
 import onnx
 
 from lrf.exporter.onnx_int8_weights import INT4_BLOCK, INT8_COMPUTE_MIN, weight_only
-from lrf.exporter.parity import image_metrics, tensor_metrics
+from lrf.exporter.metrics import IMAGE_PSNR_DB, image_metrics, tensor_metrics
 from lrf.exporter.targets import ExportContext
 
 OP_TYPES = ["MatMul", "Gemm", "Conv"]
@@ -193,8 +193,6 @@ def _quantize_graphs(paths: dict[str, Path], ctx: ExportContext) -> dict[str, di
     if ctx.calibration is None or (ctx.selection is None and not fixed):
         raise ValueError("int8 export needs calibration and selection trajectories")
     from lrf.exporter.calibration import record_encodings
-    from lrf.exporter.parity import IMAGE_PSNR_DB
-
     comfortable = IMAGE_PSNR_DB["int8"] + COMFORT_MARGIN_DB
     sel = ctx.selection
     enc = record_encodings(ctx.ckpt, sel.images) if sel is not None else None
