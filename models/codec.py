@@ -180,6 +180,28 @@ class Codec(nn.Module):
         return cls(ae, stats["latent_mean"], stats["latent_std"])
 
 
+def rgba_to_model(images_u8) -> torch.Tensor:
+    """uint8 NHWC RGBA -> float32 NCHW in [-1, 1] with RGB premultiplied by alpha (the RGBA
+    codec's input): p = c/255 * a/255 for RGB, a/255 for alpha, then 2p - 1."""
+    import numpy as np
+
+    x = torch.from_numpy(np.ascontiguousarray(images_u8)).permute(0, 3, 1, 2).float().div_(255.0)
+    x[:, :3] *= x[:, 3:4]
+    return x.mul_(2.0).sub_(1.0)
+
+
+def model_to_rgba(x: torch.Tensor):
+    """The RGBA codec's output [B,4,H,W] in [-1, 1], premultiplied -> uint8 NHWC straight RGBA:
+    p = clamp((x + 1) / 2, 0, 1); A = floor(255 a + 0.5); RGB = 0 where A = 0, else
+    floor(255 min(rgb / a, 1) + 0.5) (float32 throughout; runtime/BUNDLE.md states the same)."""
+    p = ((x.float() + 1) * 0.5).clamp(0, 1)
+    a = p[:, 3:4]
+    a8 = (a * 255 + 0.5).floor()
+    rgb = torch.where(a8 > 0, ((p[:, :3] / a.clamp_min(1e-12)).clamp(max=1) * 255 + 0.5).floor(),
+                      torch.zeros_like(p[:, :3]))
+    return torch.cat([rgb, a8], 1).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+
+
 _AE_INIT_KEYS = ("in_channels", "out_channels", "encoder_block_out_channels",
                  "decoder_block_out_channels", "act_fn", "upsample_fn", "latent_channels",
                  "upsampling_scaling_factor", "num_encoder_blocks", "num_decoder_blocks",

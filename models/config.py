@@ -24,6 +24,12 @@ class LRFConfig:
     # inputs embedded into the conditioning, so one call per step replaces the CFG pair.
     guidance_embed: bool = False
     step_embed: bool = False
+    # Text-conditioned models: the width of the frozen text encoder's vectors (0: none, a
+    # class-only model). Its pooled prompt embedding is projected into the adaLN conditioning,
+    # like the class embedding; with ``text_attention`` each block also cross-attends to the
+    # prompt's token states. The classes are then the styles.
+    text_dim: int = 0
+    text_attention: bool = False
 
     def __post_init__(self):
         problems = [f"LRFConfig.{name}: {why}" for name, why in _field_problems(self)]
@@ -82,9 +88,9 @@ _INT_RANGES = {
     "latent_channels": (1, 64), "latent_size": (1, 1024), "num_classes": (1, 100_000),
     "dim": (1, 8192), "num_blocks": (1, 256), "recursions": (1, 256), "heads": (1, 1024),
     "mlp_hidden": (1, 65_536), "conv_kernel": (1, 63), "softmax_max_tokens": (0, 2**31 - 1),
-    "freq_dim": (2, 8192),
+    "freq_dim": (2, 8192), "text_dim": (0, 8192),
 }
-_BOOLS = ("grad_last_recursion_only", "guidance_embed", "step_embed")
+_BOOLS = ("grad_last_recursion_only", "guidance_embed", "step_embed", "text_attention")
 
 
 def _short(v) -> str:
@@ -118,14 +124,21 @@ def _field_problems(cfg: "LRFConfig") -> list[tuple[str, str]]:
         out.append(("freq_dim", f"must be even, got {cfg.freq_dim}"))
     if {"step_embed", "guidance_embed"} <= ok and cfg.step_embed and not cfg.guidance_embed:
         out.append(("step_embed", "needs guidance_embed (a distilled student)"))
+    if {"text_attention", "text_dim"} <= ok and cfg.text_attention and not cfg.text_dim:
+        out.append(("text_attention", "needs text_dim > 0"))
     return out
 
 
 PRESETS: dict[str, LRFConfig] = {
     # CIFAR-10: 32x32 images -> 4x4x4 latents; ~1.47M trainable parameters.
     "cifar10": LRFConfig(),
+    # Emoji text-to-image: 64x64 RGBA -> 8x8x4 latents (64 tokens), 5 styles as classes, the
+    # MiniLM prompt embedding (384-d) into adaLN.
+    "emoji": LRFConfig(latent_size=8, num_classes=5, text_dim=384),
     # Tests only: the same architecture, tiny widths, so the suite stays fast.
     "tiny": LRFConfig(dim=32, num_blocks=2, recursions=2, heads=2, mlp_hidden=64, freq_dim=32),
+    "tiny-text": LRFConfig(dim=32, num_blocks=2, recursions=2, heads=2, mlp_hidden=64,
+                           freq_dim=32, num_classes=2, text_dim=384),
 }
 
 

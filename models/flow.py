@@ -78,12 +78,15 @@ def timesteps(num_steps: int, shift: float = 1.0) -> torch.Tensor:
 
 
 def guided_velocity(model, z, t, labels, guidance: float | torch.Tensor, null_class: int,
-                    step: torch.Tensor | float | None = None):
+                    step: torch.Tensor | float | None = None, text: dict | None = None,
+                    null_text: dict | None = None):
     """The velocity one sampler step uses.
 
     A guidance-distilled core (``cfg.guidance_embed``) takes w (and, with ``cfg.step_embed``, the
     step size) as inputs: one call. Otherwise classifier-free guidance,
-    v = v_uncond + w (v_cond - v_uncond), both branches in one batched call.
+    v = v_uncond + w (v_cond - v_uncond), both branches in one batched call; the unconditional
+    branch takes the null class and, for a text model, ``null_text`` (the empty prompt's
+    conditioning, batch 1) in place of ``text`` (the model's text keyword arguments, batch B).
     """
     b = z.shape[0]
     tt = t.reshape(-1).expand(b)  # a scalar time or one per sample
@@ -93,9 +96,12 @@ def guided_velocity(model, z, t, labels, guidance: float | torch.Tensor, null_cl
         d = None
         if cfg.step_embed:
             d = torch.as_tensor(0.0 if step is None else step, dtype=torch.float32).reshape(-1).expand(b)
-        return model(z, tt, labels, guidance=w, step=d)
+        return model(z, tt, labels, guidance=w, step=d, **(text or {}))
+    kw = {}
+    if text is not None:
+        kw = {k: torch.cat([v, null_text[k].expand_as(v).to(v.dtype)]) for k, v in text.items()}
     v = model(torch.cat([z, z]), torch.cat([tt, tt]),
-              torch.cat([labels, torch.full_like(labels, null_class)]))
+              torch.cat([labels, torch.full_like(labels, null_class)]), **kw)
     v_cond, v_uncond = v[:b], v[b:]
     return v_uncond + guidance * (v_cond - v_uncond)
 
@@ -104,7 +110,8 @@ def guided_velocity(model, z, t, labels, guidance: float | torch.Tensor, null_cl
 def euler_sample(model, noise, labels, *, steps: int | None = None, guidance, null_class: int,
                  shift: float = 1.0, ts: torch.Tensor | None = None,
                  on_step: Callable[[int, int], bool | None] | None = None,
-                 record: Callable[[torch.Tensor], None] | None = None) -> torch.Tensor:
+                 record: Callable[[torch.Tensor], None] | None = None,
+                 text: dict | None = None, null_text: dict | None = None) -> torch.Tensor:
     """The one PyTorch sampler: Euler integration of the guided velocity field over ``ts``
     (default: :func:`timesteps` ``(steps, shift)``, from t=1 to t=0).
 
@@ -119,7 +126,8 @@ def euler_sample(model, noise, labels, *, steps: int | None = None, guidance, nu
         record(z)
     for i in range(n):
         t = ts[i].expand(z.shape[0])
-        v = guided_velocity(model, z, t, labels, guidance, null_class, step=ts[i] - ts[i + 1])
+        v = guided_velocity(model, z, t, labels, guidance, null_class, step=ts[i] - ts[i + 1],
+                            text=text, null_text=null_text)
         z = z + (ts[i + 1] - ts[i]) * v
         if record is not None:
             record(z)

@@ -72,6 +72,30 @@ class SpatialMixer(nn.Module):
 #                                  Block                                       #
 ################################################################################
 
+class TextCrossAttention(nn.Module):
+    """Tokens attend to the prompt's projected token states (padding masked out); the output
+    projection starts at zero, so a new block starts as the pooled-only model."""
+
+    def __init__(self, cfg: LRFConfig):
+        super().__init__()
+        d = cfg.dim
+        self.heads = cfg.heads
+        self.norm = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        self.q = nn.Linear(d, d)
+        self.kv = nn.Linear(d, 2 * d)
+        self.proj = nn.Linear(d, d)
+
+    def forward(self, x, ctx, ctx_mask):
+        b, n, d = x.shape                                             # [B,N,D]
+        nh, hd = self.heads, d // self.heads
+        q = self.q(self.norm(x)).view(b, n, nh, hd).transpose(1, 2)   # [B,nh,N,hd]
+        k, v = self.kv(ctx).view(b, -1, 2, nh, hd).permute(2, 0, 3, 1, 4)  # 2 x [B,nh,L,hd]
+        attn = (q @ k.transpose(-2, -1)) * hd ** -0.5                 # [B,nh,N,L]
+        attn = attn.masked_fill(ctx_mask[:, None, None, :] == 0, float("-inf"))
+        y = (attn.softmax(-1) @ v).transpose(1, 2).reshape(b, n, d)   # [B,N,D]
+        return self.proj(y)
+
+
 class LRFBlock(nn.Module):
     def __init__(self, cfg: LRFConfig):
         super().__init__()
@@ -82,10 +106,13 @@ class LRFBlock(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(d, cfg.mlp_hidden), nn.GELU(approximate="tanh"),
                                  nn.Linear(cfg.mlp_hidden, d))
         self.ada = nn.Sequential(nn.SiLU(), nn.Linear(d, 6 * d))     # shift/scale/gate x2
+        self.xattn = TextCrossAttention(cfg) if cfg.text_attention else None
 
-    def forward(self, x, c, h: int, w: int):
+    def forward(self, x, c, h: int, w: int, ctx=None, ctx_mask=None):
         s1, sc1, g1, s2, sc2, g2 = self.ada(c).chunk(6, dim=-1)       # 6 x [B,D]
         x = x + g1.unsqueeze(1) * self.mixer(modulate(self.norm1(x), s1, sc1), h, w)
+        if self.xattn is not None:
+            x = x + self.xattn(x, ctx, ctx_mask)
         x = x + g2.unsqueeze(1) * self.mlp(modulate(self.norm2(x), s2, sc2))
         return x                                                      # [B,N,D]
 
@@ -131,6 +158,11 @@ class LRFModel(ModelMixin, ConfigMixin):
         # built from a teacher's weights starts as that teacher's conditional branch.
         self.guidance_embed = TimestepEmbedder(cfg, scale=100.0) if cfg.guidance_embed else None
         self.step_embed = TimestepEmbedder(cfg) if cfg.step_embed else None
+        # Text models only: the pooled prompt embedding joins the conditioning; with
+        # text_attention the token states are projected once per call for the cross-attention.
+        self.text_embed = (nn.Sequential(nn.Linear(cfg.text_dim, d), nn.SiLU(), nn.Linear(d, d))
+                           if cfg.text_dim else None)
+        self.text_ctx = nn.Linear(cfg.text_dim, d) if cfg.text_attention else None
         self.recursion_embed = nn.Parameter(torch.zeros(cfg.recursions, d))
         self.blocks = nn.ModuleList(LRFBlock(cfg) for _ in range(cfg.num_blocks))
         self.final_norm = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
@@ -162,12 +194,19 @@ class LRFModel(ModelMixin, ConfigMixin):
         for blk in self.blocks:
             nn.init.zeros_(blk.ada[-1].weight)
             nn.init.zeros_(blk.ada[-1].bias)
+            if blk.xattn is not None:
+                nn.init.zeros_(blk.xattn.proj.weight)
         for lin in (self.final_ada[-1], self.out):
             nn.init.zeros_(lin.weight)
             nn.init.zeros_(lin.bias)
 
-    def conditioning(self, t, label, guidance=None, step=None):
+    def conditioning(self, t, label, guidance=None, step=None, text=None):
         c = self.t_embed(t) + self.class_embed(label)                 # [B,D]
+        if self.text_embed is not None:
+            if text is None:
+                raise ValueError("this LRF core is text-conditioned: pass text=[B, "
+                                 f"{self.cfg.text_dim}] (the pooled prompt embedding)")
+            c = c + self.text_embed(text.float())
         if self.guidance_embed is not None:
             if guidance is None:
                 raise ValueError("this LRF core is guidance-distilled: pass guidance=[B] "
@@ -177,12 +216,21 @@ class LRFModel(ModelMixin, ConfigMixin):
                 c = c + self.step_embed(torch.zeros_like(t) if step is None else step)
         return c
 
-    def forward(self, latent, t, label, guidance=None, step=None):
+    def forward(self, latent, t, label, guidance=None, step=None, text=None, tokens=None,
+                token_mask=None):
         """Velocity for latent [B,C,H,W] at times t [B]; a turbo student also takes its guidance
-        scale w [B] and step size d [B] (teachers ignore both: guidance is applied outside)."""
+        scale w [B] and step size d [B] (teachers ignore both: guidance is applied outside).
+        A text model takes the pooled prompt embedding ``text`` [B,T] and, with
+        ``text_attention``, the prompt's token states ``tokens`` [B,L,T] and mask [B,L]."""
         b, _, h, w = latent.shape                                     # [B,C,H,W]
         x = self.patch(latent).flatten(2).transpose(1, 2)             # [B,N,D]
-        c = self.conditioning(t, label, guidance, step)               # [B,D]
+        c = self.conditioning(t, label, guidance, step, text)         # [B,D]
+        ctx = None
+        if self.text_ctx is not None:
+            if tokens is None or token_mask is None:
+                raise ValueError("this LRF core attends to the prompt: pass tokens=[B, L, "
+                                 f"{self.cfg.text_dim}] and token_mask=[B, L]")
+            ctx = self.text_ctx(tokens)                               # [B,L,D]
         last = self.cfg.recursions - 1
         for r in range(self.cfg.recursions):
             # Earlier recursions run without autograd when asked: gradients then flow through
@@ -191,7 +239,7 @@ class LRFModel(ModelMixin, ConfigMixin):
             with torch.no_grad() if detach else contextlib.nullcontext():
                 c_r = c + self.recursion_embed[r]
                 for blk in self.blocks:
-                    x = blk(x, c_r, h, w)
+                    x = blk(x, c_r, h, w, ctx, token_mask)
         s, sc = self.final_ada(c).chunk(2, dim=-1)
         x = self.out(modulate(self.final_norm(x), s, sc))             # [B,N,C]
         return x.transpose(1, 2).reshape(b, -1, h, w)                 # [B,C,H,W]

@@ -15,16 +15,84 @@ from diffusers import DiffusionPipeline, FlowMatchEulerDiscreteScheduler
 from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
 
 from lrf.models.checkpoint import Checkpoint, load_checkpoint
-from lrf.models.codec import Codec
+from lrf.models.codec import Codec, model_to_rgba
 from lrf.models.flow import euler_sample, guided_velocity, timesteps
 from lrf.models.lrf import LRFModel
 from lrf import editing, prng
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """[B,3,H,W] in [-1, 1] -> uint8 NHWC (round half up, as every runtime does)."""
+    """[B,3,H,W] in [-1, 1] -> uint8 NHWC (round half up, as every runtime does); an RGBA
+    codec's [B,4,H,W] (premultiplied) -> straight RGBA (``lrf.models.codec.model_to_rgba``)."""
+    if images.shape[1] == 4:
+        return model_to_rgba(images)
     x = ((images.float().clamp(-1, 1) + 1) * 127.5 + 0.5).floor().clamp(0, 255)
     return x.to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+
+
+class PromptConditioner:
+    """A text checkpoint's prompt -> the core's text inputs, through the frozen text encoder;
+    each distinct prompt is encoded once and reused across seeds and steps."""
+
+    def __init__(self, ckpt: Checkpoint):
+        from lrf.models.text import MAX_TOKENS, PromptEncoder
+
+        info = ckpt.training.get("text", {})
+        self.attention = ckpt.config.text_attention
+        self.encoder = PromptEncoder(int(info.get("max_tokens", MAX_TOKENS)))
+        self.null_prompt = info.get("null_prompt", "")
+        self._cache: dict[str, dict] = {}
+
+    def one(self, prompt: str) -> dict:
+        if prompt not in self._cache:
+            states, mask, pooled = self.encoder.encode([prompt])
+            kw = {"text": pooled}
+            if self.attention:
+                kw.update(tokens=states, token_mask=mask)
+            self._cache[prompt] = kw
+        return self._cache[prompt]
+
+    def __call__(self, prompts: Sequence[str]) -> dict:
+        rows = [self.one(check_prompt(p)) for p in prompts]
+        return {k: torch.cat([r[k] for r in rows]) for k in rows[0]}
+
+    def null(self) -> dict:
+        return self.one(self.null_prompt)
+
+
+_CONDITIONERS: dict[int, PromptConditioner] = {}
+
+
+def conditioner(ckpt: Checkpoint) -> PromptConditioner:
+    if id(ckpt) not in _CONDITIONERS:
+        _CONDITIONERS.clear()  # one checkpoint at a time: the MiniLM weights are 90 MB
+        _CONDITIONERS[id(ckpt)] = PromptConditioner(ckpt)
+    return _CONDITIONERS[id(ckpt)]
+
+
+def check_prompt(prompt) -> str:
+    """A prompt is untrusted input: a str (any Unicode; lone surrogates, which no encoder can
+    read, are replaced by U+FFFD) of at most 10,000 characters; the tokenizer truncates."""
+    if not isinstance(prompt, str):
+        raise ValueError(f"a prompt must be a string, got {type(prompt).__name__}")
+    if len(prompt) > 10_000:
+        raise ValueError(f"prompt of {len(prompt)} characters; at most 10000 are read")
+    return prompt.encode("utf-8", "replace").decode("utf-8")
+
+
+def _text_kwargs(ckpt: Checkpoint, prompts: Sequence[str] | None, n: int):
+    """(text kwargs, null text kwargs) for a text checkpoint, (None, None) for a class one."""
+    if not ckpt.config.text_dim:
+        if prompts is not None:
+            raise ValueError("this checkpoint is class-conditioned and takes no prompt; give a "
+                             "class instead")
+        return None, None
+    if prompts is None:
+        raise ValueError("this checkpoint is text-to-image: give a prompt")
+    if len(prompts) != n:
+        raise ValueError(f"{len(prompts)} prompts for {n} images")
+    c = conditioner(ckpt)
+    return c(prompts), c.null()
 
 
 def portable_noise(seeds: Sequence[int], channels: int, size: tuple[int, int]) -> torch.Tensor:
@@ -34,15 +102,19 @@ def portable_noise(seeds: Sequence[int], channels: int, size: tuple[int, int]) -
 @torch.no_grad()
 def generate(ckpt: Checkpoint, labels: Sequence[int], seeds: Sequence[int], *, steps: int | None = None,
              guidance: float | None = None, shift: float | None = None, latent_size: int | None = None,
-             on_step: Callable[[int, int], bool | None] | None = None) -> torch.Tensor:
-    """Images [B,3,H,W] in [-1, 1] from the PyTorch reference (our Euler sampler)."""
+             on_step: Callable[[int, int], bool | None] | None = None,
+             prompts: Sequence[str] | None = None) -> torch.Tensor:
+    """Images [B,3,H,W] (an RGBA codec: [B,4,H,W], premultiplied) in [-1, 1] from the PyTorch
+    reference (our Euler sampler). A text checkpoint takes ``prompts`` (one per image) and its
+    ``labels`` are styles (``cfg.null_class``: no style)."""
     cfg = ckpt.config
     steps, guidance, shift = _sampling(ckpt, labels, seeds, steps, guidance, shift)
+    text, null_text = _text_kwargs(ckpt, prompts, len(labels))
     size = latent_size or cfg.latent_size
     noise = portable_noise(seeds, cfg.latent_channels, (size, size))
     z = euler_sample(ckpt.model, noise, torch.as_tensor(list(labels), dtype=torch.long),
                      steps=steps, guidance=guidance, null_class=cfg.null_class, shift=shift,
-                     on_step=on_step)
+                     on_step=on_step, text=text, null_text=null_text)
     return ckpt.codec.decode(z)
 
 

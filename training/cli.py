@@ -36,6 +36,21 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--latent-l2", type=_weight("--latent-l2"), default=1e-3)
     a.add_argument("--no-bf16", action="store_true", help="train in fp32 (about 4x slower here)")
     a.add_argument("--limit-per-class", type=_positive_int, default=None)
+    a.add_argument("--steps", type=_positive_int, default=6000,
+                   help="captioned data: optimiser steps")
+    a.add_argument("--size", type=_positive_int, default=64, help="captioned data: image size")
+    a.add_argument("--factor", type=int, choices=(4, 8), default=8,
+                   help="captioned data: spatial factor")
+    a.add_argument("--latent-channels", type=_positive_int, default=4)
+    a.add_argument("--width", type=_positive_int, default=32,
+                   help="captioned data: channels of every codec block")
+    a.add_argument("--held-out", type=float_arg("--held-out", 0, 0.5), default=0.05,
+                   help="captioned data: fraction of captions never trained on")
+
+    pr = sub.add_parser("prep", help="decode a captioned image folder once to a .safetensors")
+    pr.add_argument("--data", required=True, help="folder with metadata.jsonl or a .tar.gz")
+    pr.add_argument("--size", type=_positive_int, default=64)
+    pr.add_argument("--out", required=True, help="output .safetensors path")
 
     c = sub.add_parser("cache", help="encode the train split (plus flips) to a latent cache")
     c.add_argument("--codec", required=True, help="codec.safetensors or a folder holding it")
@@ -43,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", required=True, help="output .safetensors path")
     c.add_argument("--no-flip", action="store_true")
     c.add_argument("--limit-per-class", type=_positive_int, default=None)
+    c.add_argument("--held-out", type=float_arg("--held-out", 0, 0.5), default=0.05,
+                   help="captioned data: fraction of captions marked held out (never trained on)")
 
     f = sub.add_parser("flow", help="train the LRF core on a latent cache (DDP under torchrun)")
     f.add_argument("--cache", required=True, help="latent cache from `lrf-train cache`")
@@ -59,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--seed", type=int_arg("--seed", 0, 2**63 - 1), default=0)
     f.add_argument("--limit", type=_positive_int, default=None, help="use the first N latents")
     f.add_argument("--no-bf16", action="store_true", help="fp32 math (about 10x slower here)")
+    f.add_argument("--steps", type=_positive_int, default=20000,
+                   help="text cache: optimiser steps (class caches count --epochs)")
+    f.add_argument("--text-attention", action="store_true",
+                   help="text cache: blocks also cross-attend to the prompt's token states")
+    f.add_argument("--eval-every", type=_positive_int, default=1000,
+                   help="text cache: steps between held-out evaluations and checkpoints")
 
     d = sub.add_parser("decoder", help="fine-tune only the codec's decoder (MSE + patch GAN)")
     d.add_argument("--codec", required=True, help="codec.safetensors or a folder holding it")
@@ -106,6 +129,19 @@ def build_parser() -> argparse.ArgumentParser:
                          "process makes the rest")
     ds.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads")
     ds.add_argument("--no-bf16", action="store_true", help="fp32 math (about 2x slower here)")
+    ds.add_argument("--cache", default=None,
+                    help="text teachers: the text cache they were trained on (prompts)")
+    ds.add_argument("--teacher-steps", type=_positive_int, default=32,
+                    help="text teachers: Euler steps of each trajectory")
+    ds.add_argument("--chunk", type=_positive_int, default=256,
+                    help="text teachers: trajectories per file (the unit of resume)")
+
+    j = sub.add_parser("judge", help="train the emoji judge (image-text retrieval + style) "
+                                     "that lrf-eval scores text models with")
+    j.add_argument("--data", required=True, help="captioned data (folder, archive or prepared)")
+    j.add_argument("--out", required=True, help="run directory (resumes if it holds a state)")
+    j.add_argument("--steps", type=_positive_int, default=3000)
+    j.add_argument("--batch-size", type=_positive_int, default=128)
 
     k = sub.add_parser("classifier", help="train the small CIFAR-10 classifier used by lrf-eval")
     k.add_argument("--data", required=True)
@@ -142,7 +178,25 @@ def _no_empty_folder_left(out: str):
 
 
 def _dispatch(args) -> None:
-    if args.cmd == "ae":
+    if args.cmd == "prep":
+        from lrf.training.captioned import prepare
+
+        ds = prepare(args.data, args.out, args.size)
+        print(f"prepared {len(ds)} captioned images at {args.size} px -> {args.out}")
+    elif args.cmd == "ae" and is_captioned(args.data):
+        from lrf.training.ae_captioned import RGBAAEConfig, train_rgba_ae
+
+        cfg = RGBAAEConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                           size=args.size, factor=args.factor,
+                           latent_channels=args.latent_channels, width=args.width,
+                           latent_l2=args.latent_l2, held_out=args.held_out,
+                           bf16=not args.no_bf16)
+        res = train_rgba_ae(args.data, args.out, cfg)
+        if res["stopped"]:
+            print(f"stopped at step {res['step']}; rerun to resume")
+        else:
+            print("done: " + ", ".join(f"{k} {v:.4f}" for k, v in res["metrics"].items()))
+    elif args.cmd == "ae":
         from lrf.training.ae import AEConfig, train_ae
 
         cfg = AEConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
@@ -150,6 +204,13 @@ def _dispatch(args) -> None:
                        limit_per_class=args.limit_per_class)
         res = train_ae(args.data, args.out, cfg)
         print(f"done: test MSE {res['test_mse']:.5f}")
+    elif args.cmd == "cache" and is_captioned(args.data):
+        from lrf.training.text_flow import build_text_cache
+
+        res = build_text_cache(args.codec, args.data, args.out, held_out=args.held_out,
+                               limit=args.limit_per_class)
+        print(f"cached {res['images']} latents of shape {res['latent_shape']} "
+              f"({res['held_out']} held out) and {res['prompts']} prompts -> {args.out}")
     elif args.cmd == "cache":
         from lrf.training.ae import build_latent_cache
 
@@ -164,10 +225,44 @@ def _dispatch(args) -> None:
         res = train_classifier(args.data, args.out, epochs=args.epochs,
                                limit_per_class=args.limit_per_class)
         print(f"done: test accuracy {res['test_accuracy']:.4f} in {res['seconds']:.0f}s")
+    elif args.cmd == "judge":
+        from lrf.training.judge import JudgeConfig, train_judge
+
+        res = train_judge(args.data, args.out, JudgeConfig(steps=args.steps,
+                                                           batch_size=args.batch_size))
+        print(("stopped" if res["stopped"] else "done") + f": {res['step']} steps; judge in "
+              f"{args.out}/judge.safetensors")
     elif args.cmd == "flow":
         _run_flow(args)
     elif args.cmd == "distill":
         _run_distill(args)
+
+
+def _is_text_cache(path: str) -> bool:
+    from lrf.training.text_flow import TEXT_CACHE_FORMAT
+
+    try:
+        from safetensors import safe_open
+
+        with safe_open(path, framework="pt") as f:
+            return (f.metadata() or {}).get("format") == TEXT_CACHE_FORMAT
+    except Exception:
+        return False  # the class-cache path reports what is wrong with the file
+
+
+def is_captioned(data: str) -> bool:
+    """Whether ``data`` is captioned (a prepared .safetensors, or a folder / archive holding a
+    metadata.jsonl) rather than class folders."""
+    import tarfile
+
+    if data.endswith(".safetensors"):
+        return True
+    if os.path.isdir(data):
+        return any("metadata.jsonl" in files for _, _, files in os.walk(data))
+    if os.path.isfile(data) and tarfile.is_tarfile(data):
+        with tarfile.open(data, "r:*") as tar:
+            return any(m.name.endswith("metadata.jsonl") for m in tar)
+    return False
 
 
 def _run_decoder(args) -> None:
@@ -195,6 +290,24 @@ def _run_decoder(args) -> None:
 def _run_distill(args) -> None:
     import torch
 
+    if args.cache is not None:
+        from lrf.training.text_distill import (TextDistillConfig, TextTrajectoryConfig,
+                                               train_text_distill)
+
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        traj = TextTrajectoryConfig(count=args.trajectories, chunk=args.chunk,
+                                    teacher_steps=args.teacher_steps,
+                                    bf16=not args.no_bf16)
+        cfg = TextDistillConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                                eval_every=args.eval_every, default_steps=args.default_steps,
+                                bf16=not args.no_bf16)
+        res = train_text_distill(args.teacher, args.cache, args.out, traj, cfg,
+                                 skip_trajectories=args.skip_trajectories)
+        print(("stopped" if res["stopped"] else "done") + f": {res['step']} student steps; "
+              f"checkpoint in {args.out}/checkpoint")
+        return
+
     from lrf.training.distill import DistillConfig, TrajectoryConfig, train_distill
 
     if args.threads:
@@ -211,6 +324,19 @@ def _run_distill(args) -> None:
 
 def _run_flow(args) -> None:
     import os
+
+    if _is_text_cache(args.cache):
+        from lrf.training.text_flow import TextFlowConfig, train_text_flow
+
+        cfg = TextFlowConfig(preset="emoji" if args.preset == "cifar10" else args.preset,
+                             text_attention=args.text_attention, steps=args.steps,
+                             batch_size=args.batch_size, lr=args.lr, ema=args.ema,
+                             snr_gamma=args.snr_gamma, timestep_sampling=args.timesteps,
+                             seed=args.seed, bf16=not args.no_bf16, eval_every=args.eval_every)
+        res = train_text_flow(args.cache, args.codec, args.out, cfg)
+        print(("stopped" if res["stopped"] else "done") + f": {res['step']} steps, "
+              f"{res['seconds']:.0f}s of training; checkpoint in {args.out}/checkpoint")
+        return
 
     import torch.distributed as dist
 

@@ -29,7 +29,7 @@ import time
 import numpy as np
 import torch
 
-from lrf.cli import Parser, entry, int_arg
+from lrf.cli import Parser, entry, float_arg, int_arg
 
 PROBE_PER_CLASS = 100
 
@@ -149,8 +149,22 @@ def build_parser():
     p = Parser(prog="lrf-eval", description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint", nargs="?", default=None,
                    help="checkpoint folder (default: the shipped cifar10 one)")
-    p.add_argument("--data", default=os.path.join("..", "shared", "data", "cifar10", "cifar10-jpeg.tar.gz"),
-                   help="CIFAR-10 image folder or .tar.gz (default: ../shared/data/cifar10/...)")
+    p.add_argument("--data", default=None,
+                   help="CIFAR-10 image folder or .tar.gz (default: ../shared/data/cifar10/...); "
+                        "for a text model its captioned data (default: "
+                        "../shared/data/emoji/emoji-128.tar.gz)")
+    p.add_argument("--judge", default=os.path.join(os.path.dirname(__file__), "..", "models",
+                                                   "weights", "emoji-judge", "judge.safetensors"),
+                   help="text models: the judge that scores them (default: the shipped one)")
+    p.add_argument("--steps", type=int_arg("--steps", 1, 1000), default=None,
+                   help="text models: sampling steps (default: the checkpoint's)")
+    p.add_argument("--guidance", type=float_arg("--guidance", 0, 100), default=None,
+                   help="text models: guidance scale (default: the checkpoint's)")
+    p.add_argument("--held-out-pairs", type=int_arg("--held-out-pairs", 1, 100_000), default=400)
+    p.add_argument("--seen-pairs", type=int_arg("--seen-pairs", 1, 100_000), default=300)
+    p.add_argument("--copies", default=None,
+                   help="text models: PNG of generated held-out images beside their nearest "
+                        "training image")
     p.add_argument("--classifier", default=None, help="classifier weights (default: shipped)")
     p.add_argument("--per-class", type=int_arg("--per-class", 1, 1000), default=PROBE_PER_CLASS,
                    help=f"samples per class, at most 1000 (default {PROBE_PER_CLASS})")
@@ -168,6 +182,10 @@ def build_parser():
 @entry("lrf-eval")  # one error line, Ctrl-C 130; no traceback (lrf/cli.py)
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.checkpoint is not None and _is_text_checkpoint(args.checkpoint):
+        return _main_text(args)
+    if args.data is None:
+        args.data = os.path.join("..", "shared", "data", "cifar10", "cifar10-jpeg.tar.gz")
     if args.grid and not args.teacher:
         print("lrf-eval: error: --grid needs --teacher (the checkpoint drawn beside this one)",
               file=sys.stderr)
@@ -188,6 +206,43 @@ def main(argv: list[str] | None = None) -> int:
     print(f"default ({d['steps']} steps, guidance {d['guidance']:g}): fidelity {d['fidelity']:.3f} = "
           f"{100 * d['fidelity_vs_round_trip']:.1f}% of the round-trip ceiling "
           f"({report['ceiling_round_trip']['fidelity']:.3f}); FD {d['frechet']:.2f}")
+    if args.json:
+        from lrf.training.common import write_json_atomic
+
+        write_json_atomic(args.json, report)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _is_text_checkpoint(path: str) -> bool:
+    try:
+        with open(os.path.join(path, "lrf.json")) as fh:
+            return bool(json.load(fh).get("config", {}).get("text_dim"))
+    except (OSError, ValueError, AttributeError):
+        return False  # load_checkpoint says what is wrong with it
+
+
+def _main_text(args) -> int:
+    from lrf.training.evaluate_text import evaluate_text_model
+
+    data = args.data or os.path.join("..", "shared", "data", "emoji", "emoji-128.tar.gz")
+    report = evaluate_text_model(args.checkpoint, args.judge, data, steps=args.steps,
+                                 guidance=args.guidance, n_held=args.held_out_pairs,
+                                 n_seen=args.seen_pairs, grid=args.grid, copies=args.copies)
+    if args.teacher:
+        report["teacher"] = evaluate_text_model(args.teacher, args.judge, data,
+                                                n_held=args.held_out_pairs,
+                                                n_seen=args.seen_pairs)
+    h, s = report["held_out"], report["seen"]
+    print(f"held out: top-1 {h['generated']['top1']:.3f} (lookup baseline "
+          f"{h['lookup_baseline']['top1']:.3f}), top-5 {h['generated']['top5']:.3f} = "
+          f"{100 * h['generated']['top5'] / max(h['real']['top5'], 1e-9):.0f}% of real; seen: "
+          f"top-5 {s['generated']['top5']:.3f} = "
+          f"{100 * s['generated']['top5'] / max(s['real']['top5'], 1e-9):.0f}% of real; style "
+          f"{s['generated']['style_acc']:.3f} vs real {s['real']['style_acc']:.3f}")
+    for path in (args.grid, args.copies):
+        if path:
+            print(f"wrote {path}")
     if args.json:
         from lrf.training.common import write_json_atomic
 
