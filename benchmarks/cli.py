@@ -27,7 +27,7 @@ from lrf.benchmarks import plan as P
 from lrf.benchmarks import report as R
 from lrf.benchmarks.limit import (POLL_IDLE_S, POLL_S, available_memory, format_size,
                                   parse_size, run_child)
-from lrf.cli import Parser, entry, int_arg
+from lrf.cli import Parser, atomic_output, check_output, entry, int_arg
 
 PROG = "lrf-bench"
 
@@ -175,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args, argv: list[str]) -> int:
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     limit = args.ram_limit
+    for flag, path in (("--json", args.json), ("--plot", args.plot)):
+        if path:   # the project's one output check, before minutes of measuring
+            check_output(path, flag)
     ckpt, trained, plan, exports = _prepare(args, log)
 
     machine = _machine(args.threads)
@@ -216,10 +219,12 @@ def _run(args, argv: list[str]) -> int:
               "checkpoint": ckpt.path if ckpt else None, "exports": exports, "rows": rows,
               "fits": R.fits(rows, limit), "targets": R.target_checks(rows, trained, judged=quiet["quiet"])}
     _print_report(report, busy)
-    if args.json:
-        R.write_json(args.json, report)
+    if args.json:   # never onto a FIFO or a device node: atomic_output refuses them again
+        with atomic_output(args.json, "--json") as tmp:
+            R.write_json(tmp, report)
     if args.plot:
-        R.write_plot(args.plot, rows, limit)
+        with atomic_output(args.plot, "--plot") as tmp:
+            R.write_plot(tmp, rows, limit)
     return _verdict(rows, limit)
 
 

@@ -14,8 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from lrf import prng
-from lrf.exporter.golden import judge, read_file
+from lrf.cli import escape
+from lrf.exporter.golden import ENTRY_KEYS, judge, read_file
+from lrf.exporter.metrics import IMAGE_PSNR_DB, PSNR_CAP, TENSOR_REL_MAX_ABS
 from lrf.runtime import Generator, open_bundle, scheduler
+from lrf.runtime import schema as sc
 
 
 class BundleCheckError(ValueError):
@@ -66,6 +69,81 @@ def _run_case(gen: Generator, b, case_id: str, case: dict) -> dict[str, np.ndarr
     return out
 
 
+# ---------------------------------------------------------------- the golden section's own fields
+KINDS = ("generate", "img2img", "inpaint")
+FORMATS = {"json": None, "f32": "float32", "png": "uint8"}
+METRICS = ("exact", "max_abs", "rel_max_abs", "psnr_db")
+MAX_GOLDEN_ELEMENTS = 1 << 26   # 64 M values: far above any golden file (a 4096 px image)
+# content that may go uncompared: inputs, and the int8 PyTorch latent (judged by its image)
+UNJUDGED = {"input_image", "mask"}
+
+
+def check_golden(m: dict) -> None:
+    """Types and ranges of every field of ``golden`` that the check trusts (ManifestError, one
+    line: field, expected, got): a missing key, a seed that is not a uint64 string, a shape of
+    strings or a bar that lets a wrong image pass are refused before anything is compared."""
+    g = m.get("golden")
+    if not isinstance(g, dict) or not isinstance(g.get("files"), dict) or \
+            not isinstance(g.get("cases"), dict):
+        sc.fail("golden", "an object with cases and files", type(g).__name__)
+    n_classes, precision = len(m["classes"]), m["precision"]
+    for cid, case in g["cases"].items():
+        where = f"golden.cases.{cid[:60]}"
+        if not isinstance(case, dict):
+            sc.fail(where, "an object", case)
+        kind = sc.string(case, "kind", f"{where}.kind", KINDS)
+        sc.seed(sc.missing(case, "seed", f"{where}.seed"), f"{where}.seed")
+        sc.integer(case, "label", f"{where}.label", 0, n_classes - 1)
+        sc.integer(case, "steps", f"{where}.steps", 1, scheduler.MAX_STEPS)
+        sc.number(case, "guidance", f"{where}.guidance", *scheduler.GUIDANCE_RANGE)
+        if kind == "generate":
+            if sc.missing(case, "strength", f"{where}.strength") is not None:
+                sc.fail(f"{where}.strength", "null for a generate case", case["strength"])
+        else:
+            sc.number(case, "strength", f"{where}.strength", 0.0, 1.0)
+        modes = sc.missing(case, "modes", f"{where}.modes")
+        if not isinstance(modes, list) or len(set(map(str, modes))) != len(modes) or \
+                not set(map(str, modes)) <= {"fused", "stepwise"}:
+            sc.fail(f"{where}.modes", "a list of distinct modes among fused, stepwise", modes)
+    tensor_bar = max(TENSOR_REL_MAX_ABS.values())
+    for key, e in g["files"].items():
+        where = f"golden.files.{key[:60]}"
+        if not isinstance(e, dict) or set(e) != set(ENTRY_KEYS):
+            sc.fail(where, f"keys {list(ENTRY_KEYS)}",
+                    sorted(e) if isinstance(e, dict) else e)
+        sc.relpath(e["file"], f"{where}.file")
+        if e["file"] not in m["files"]:
+            sc.fail(f"{where}.file", "a file listed in files", e["file"])
+        fmt = sc.string(e, "format", f"{where}.format", list(FORMATS))
+        if e["dtype"] != FORMATS[fmt]:
+            sc.fail(f"{where}.dtype", repr(FORMATS[fmt]), e["dtype"])
+        shape = e["shape"]
+        if fmt == "json" and shape is not None or fmt != "json" and not (
+                isinstance(shape, list) and 1 <= len(shape) <= 4 and all(
+                    isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= 1 << 16
+                    for d in shape) and int(np.prod(shape)) <= MAX_GOLDEN_ELEMENTS):
+            sc.fail(f"{where}.shape", "null for json, else 1..4 dims in 1..65536 of at most "
+                    f"{MAX_GOLDEN_ELEMENTS} values", shape)
+        if e["case"] is not None and e["case"] not in g["cases"]:
+            sc.fail(f"{where}.case", "null or a key of golden.cases", e["case"])
+        content = sc.string(e, "content", f"{where}.content")
+        tol = e["tolerance"]
+        if tol is None:
+            if content not in UNJUDGED and not (content == "reference_latent_final"
+                                                and precision != "fp32"):
+                sc.fail(f"{where}.tolerance", "a tolerance (this content is compared)", tol)
+            continue
+        if not isinstance(tol, dict) or set(tol) != {"metric", "bar"}:
+            sc.fail(f"{where}.tolerance", "null or an object {metric, bar}", tol)
+        metric = sc.string(tol, "metric", f"{where}.tolerance.metric", METRICS)
+        # a bar looser than the spec's (BUNDLE.md section 6) would let a wrong result pass
+        lo, hi = {"exact": (0.0, 0.0), "max_abs": (0.0, tensor_bar),
+                  "rel_max_abs": (0.0, tensor_bar),
+                  "psnr_db": (IMAGE_PSNR_DB.get(precision, min(IMAGE_PSNR_DB.values())),
+                              PSNR_CAP)}[metric]
+        sc.number(tol, "bar", f"{where}.tolerance.bar", lo, hi)
+
+
 def _missing_package(e: Exception) -> bool:
     """``e`` says an export package is not installed (get_target's ValueError, or the import of
     a target module failing on torch)."""
@@ -84,6 +162,7 @@ def check_bundle(path: str | Path, backend: str | None = None) -> str:
 
     b = open_bundle(path, verify=True)
     m = b.manifest
+    check_golden(m)
     lines = [f"{Path(path)}: schema v{m['schema_version']}, target {b.target}, "
              f"{m['precision']}; {len(m['files'])} files, containment and checksums ok"]
     golden = m.get("golden")
@@ -107,7 +186,7 @@ def check_bundle(path: str | Path, backend: str | None = None) -> str:
                      f"(the runtime checks every graph below)")
     if backend is None:
         lines.append(f"no runtime backend runs target {b.target!r} here: golden cases not re-run")
-        return "\n".join(lines)
+        return _report(lines)
     # preload: every graph's inputs/outputs are checked against the manifest before any run
     with Generator.load(path, backend=backend, verify=False, preload=True) as gen:
         for case_id, case in sorted(golden["cases"].items()):
@@ -128,4 +207,9 @@ def check_bundle(path: str | Path, backend: str | None = None) -> str:
                 if entry["tolerance"] is not None:
                     lines.append(f"golden {key}: {entry['tolerance']['metric']} {shown} "
                                  f"(bar {entry['tolerance']['bar']})")
-    return "\n".join(lines)
+    return _report(lines)
+
+
+def _report(lines: list[str]) -> str:
+    """The report, every line escaped: case ids and file names come from the bundle."""
+    return "\n".join(escape(line) for line in lines)

@@ -6,7 +6,8 @@ Every script's ``main`` is wrapped by :func:`entry`, so all of them fail the sam
   nested too deeply) is ONE line ``prog: error: ...`` on stderr and exit status 2;
 - any other exception is one line ``prog: error: internal error: Type: ...`` and exit status 1
   (``LRF_DEBUG=1`` prints the traceback too, for bug reports);
-- Ctrl-C is one line ``prog: interrupted`` and exit 130, SIGTERM ``prog: terminated`` and 143;
+- Ctrl-C is one line ``prog: interrupted`` and exit 130, SIGTERM ``prog: terminated`` and 143,
+  SIGHUP (the terminal closed) ``prog: hangup`` and 129, each after the cleanup ran;
   a second Ctrl-C while temporaries are being removed is ignored, so the cleanup completes.
   A script's module calls :func:`guard_startup` before its heavy imports, so this holds while
   it starts too; an interrupt that third-party code loses or rewraps still ends the run.
@@ -33,6 +34,7 @@ from pathlib import Path
 
 INTERRUPTED = 130
 TERMINATED = 143
+HANGUP = 129
 MAX_LINE = 600  # characters of one error line; a hostile file name must not flood the terminal
 
 
@@ -58,7 +60,36 @@ class Terminated(BaseException):
 
 
 EXPECTED = (CLIError, ValueError, OSError, MemoryError, RecursionError)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# C0/C1 controls, line/paragraph separators, every bidi control (embeddings, overrides,
+# isolates, marks) and lone surrogates (which cannot even be encoded for the terminal)
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e"
+                      "\u2066-\u2069\ud800-\udfff]")
+
+
+def _escape_one(m: re.Match) -> str:
+    c = ord(m.group())
+    return f"\\x{c:02x}" if c < 256 else f"\\u{c:04x}"
+
+
+def escape(text) -> str:
+    """``text`` with control, bidi and surrogate characters escaped (``\\x1b``, ``\\u202e``),
+    nothing else changed: for every string from a bundle, a checkpoint or a prompt printed on a
+    success path (an error line gets :func:`one_line`, which does this too)."""
+    return _CONTROL.sub(_escape_one, str(text))
+
+
+def print_result(text: str) -> None:
+    """Print one result line to stdout, escaped (:func:`escape`). Writing to stdout can fail
+    after the outputs were written (a full disk behind a redirect): the error then says that it
+    is standard output that failed, and that the files are complete."""
+    try:
+        print(escape(text), flush=True)
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        raise OSError(f"standard output: cannot write ({e.strerror or e}) the line "
+                      f"{escape(text)[:200]!r}; the files this run wrote before that are "
+                      "complete") from None
 
 
 def one_line(text: str, limit: int = MAX_LINE) -> str:
@@ -66,8 +97,7 @@ def one_line(text: str, limit: int = MAX_LINE) -> str:
     and bidi characters escaped (a bundle's strings are untrusted and must not drive the
     terminal), capped at ``limit`` characters."""
     text = "; ".join(" ".join(line.split()) for line in str(text).splitlines() if line.strip())
-    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256
-                        else f"\\u{ord(m.group()):04x}", text)
+    text = _CONTROL.sub(_escape_one, text)
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
@@ -122,6 +152,7 @@ def missing_extra(exc: BaseException, what: str = "this") -> str | None:
     return f"{what} needs the Python package {top!r}, which is not installed: {install_hint(top)}"
 
 
+_SIGHUP = getattr(signal, "SIGHUP", None)   # none on Windows
 RECHECK_S = 2.0  # seconds after a first signal before it is raised again if it was swallowed
 
 
@@ -151,7 +182,7 @@ def _signals(prog: str, seen: list) -> Iterator[None]:
         yield
         return
 
-    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, _SIGHUP) if s}
     timer = []  # the ITIMER_REAL a first signal found, restored after
 
     def recheck(*_):
@@ -175,8 +206,9 @@ def _signals(prog: str, seen: list) -> Iterator[None]:
         return on_signal
 
     for s, exc, status, word in ((signal.SIGINT, KeyboardInterrupt, INTERRUPTED, "interrupted"),
-                                 (signal.SIGTERM, Terminated, TERMINATED, "terminated")):
-        if previous[s] is not signal.SIG_IGN:  # nohup, or `cmd &` in a script: stays ignored
+                                 (signal.SIGTERM, Terminated, TERMINATED, "terminated"),
+                                 (_SIGHUP, Terminated, HANGUP, "hangup")):
+        if s is not None and previous[s] is not signal.SIG_IGN:  # nohup, or `cmd &` in a script: stays ignored
             signal.signal(s, handler(exc, status, word))
     try:
         yield
@@ -351,7 +383,14 @@ def atomic_output(path: str | os.PathLike, flag: str = "--out") -> Iterator[Path
     _sweep_stale_files(target)
     tmp = target.parent / f".{target.name}{_TMP_TAG}{os.getpid()}{target.suffix}"
     try:
-        yield tmp
+        try:
+            yield tmp
+        except OSError as e:
+            if str(getattr(e, "filename", "")) != str(tmp) or isinstance(e, BrokenPipeError):
+                raise
+            # the temporary is our detail: the user named the target (a read-only folder, a
+            # full disk)
+            raise OSError(f"{flag} {str(target)!r}: cannot write ({e.strerror or e})") from None
         try:
             os.replace(tmp, target)
         except OSError as e:

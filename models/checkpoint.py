@@ -49,13 +49,16 @@ class Checkpoint:
 
     def class_index(self, name_or_index: str | int) -> int:
         """A class name or index -> index; ValueError naming the valid classes otherwise."""
-        if isinstance(name_or_index, int) or str(name_or_index).isdigit():
+        text = str(name_or_index)
+        if isinstance(name_or_index, int) or (text.isascii() and text.isdigit() and
+                                              len(text) <= 6):   # not "²", not 5,001 digits
             i = int(name_or_index)
             if 0 <= i < len(self.classes):
                 return i
         elif name_or_index in self.classes:
             return self.classes.index(name_or_index)
-        raise ValueError(f"unknown class {name_or_index!r}; valid: {', '.join(self.classes)} "
+        shown = repr(text[:40]) + ("..." if len(text) > 40 else "")
+        raise ValueError(f"unknown class {shown}; valid: {', '.join(self.classes)} "
                          f"(or an index 0-{len(self.classes) - 1})")
 
 

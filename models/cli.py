@@ -23,7 +23,8 @@ guard_startup("lrf-generate", __name__ == "__main__")  # Ctrl-C during the impor
 
 import argparse
 
-from lrf.cli import CLIError, Parser, atomic_output, check_output, entry, int_arg, missing_extra
+from lrf.cli import CLIError, Parser, atomic_output, check_output, entry, int_arg, missing_extra, \
+    print_result
 import math
 import os
 import sys
@@ -39,6 +40,19 @@ def _finite(s: str) -> float:
     if not math.isfinite(v):
         raise argparse.ArgumentTypeError(f"must be finite, got {s!r}")
     return v
+
+
+def _guidance(s: str) -> float:
+    """--guidance under the one rule of every path (lrf.runtime.scheduler.check_guidance): the
+    PyTorch reference used to take 1e39 and write an all-black image."""
+    from lrf.runtime.scheduler import check_guidance
+
+    v = _finite(s)
+    try:
+        check_guidance(v)
+        return v
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _seed(s: str) -> int:
@@ -70,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--steps", type=int_arg("--steps", 1, 1000), default=None,
                    help="Euler steps, at most 1000 (default: the model's own)")
-    p.add_argument("--guidance", type=_finite, default=None, help="CFG scale (default: 3.0)")
+    p.add_argument("--guidance", type=_guidance, default=None,
+                   help="CFG scale in [0, 20] (default: the model's own)")
     p.add_argument("--mode", choices=["fused", "stepwise"], default=None,
                    help="bundle only: fused generator graph or step graph + decoder")
     p.add_argument("--backend", default="onnxruntime", help="bundle only: runtime backend")
@@ -176,6 +191,13 @@ def _torch_images(args, labels, seeds):
             from None
 
     ckpt = load_checkpoint(args.checkpoint)
+    if args.guidance is None:   # the checkpoint's own default obeys the same rule
+        from lrf.runtime.scheduler import check_guidance
+
+        try:
+            check_guidance(ckpt.sampling.get("guidance", 3.0))
+        except ValueError as e:
+            raise ValueError(f"checkpoint {args.checkpoint or 'default'}: sampling.{e}") from None
     labels = [ckpt.class_index(c) for c in labels] if labels else None
     if args.init_image:
         from lrf.models.reference import edit
@@ -270,13 +292,13 @@ def main(argv: list[str] | None = None) -> int:
         img = run(labels, [args.seed])[0]
         save_png(img, args.out)
         how = f", strength {_edit_strength(args)}" if args.init_image else ""
-        print(f"wrote {args.out} (class {classes[labels[0]]}, seed {args.seed}{how})")
+        print_result(f"wrote {args.out} (class {classes[labels[0]]}, seed {args.seed}{how})")
     if args.grid:
         k = args.per_class
         lab = [c for c in range(len(classes)) for _ in range(k)]
         imgs = run(lab, list(range(k)) * len(classes))
         save_png(make_grid(imgs, len(classes)), args.grid, "--grid")
-        print(f"wrote {args.grid} ({len(classes)} rows x {k} seeds)")
+        print_result(f"wrote {args.grid} ({len(classes)} rows x {k} seeds)")
     return 0
 
 

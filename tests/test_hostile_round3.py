@@ -547,3 +547,300 @@ def test_onnxruntime_telemetry_is_off_for_what_lrf_starts(bundle, tmp_path):
     assert r.returncode == 0, r.stderr
     left = [str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")]
     assert left == [], left
+
+
+# =========================================== 3. bundle and checkpoint strings reach the terminal
+HOSTILE = "ca\x1b[2J\x1b]0;owned\x07t\u202egnp.exe\u2066"
+RAW = ("\x1b", "\x07", "\u202e", "\u2066")
+
+
+def _hostile_checkpoint(src: str, dst: Path, classes=None, sampling=None) -> str:
+    from conftest import CLASSES
+    from lrf.models.checkpoint import load_checkpoint, save_checkpoint
+
+    ck = load_checkpoint(src)
+    save_checkpoint(dst, ck.model, ck.codec, classes or [HOSTILE] + CLASSES[1:],
+                    sampling=sampling or {"steps": 1})
+    return str(dst)
+
+
+def test_bundle_class_name_is_escaped_on_the_success_line(copy, tmp_path, capsys):
+    from bundle_factory import read, write
+    from lrf.models.cli import main
+
+    m = read(copy)
+    m["classes"][0] = HOSTILE
+    write(copy, m, refresh=False)
+    rc = main(["--bundle", str(copy), "--class", "0", "--out", str(tmp_path / "x.png"),
+               "--steps", "1"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "wrote" in out and "\\x1b" in out, out
+    assert not any(c in out for c in RAW), repr(out)
+
+
+def test_checkpoint_class_name_is_escaped_on_the_success_line(tiny_checkpoint, tmp_path, capsys):
+    from lrf.models.cli import main
+
+    ck = _hostile_checkpoint(tiny_checkpoint, tmp_path / "ck")
+    rc = main(["--checkpoint", ck, "--class", "0", "--out", str(tmp_path / "x.png"),
+               "--no-progress"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "wrote" in out, out
+    assert not any(c in out for c in RAW), repr(out)
+
+
+def test_check_report_escapes_golden_case_ids(copy):
+    from bundle_factory import read, write
+    from lrf.exporter.check import check_bundle
+
+    m = read(copy)
+    g = m["golden"]
+    old = next(k for k in g["cases"] if k.startswith("generate_"))
+    new = old + "\x1b]0;owned\x07\u202e"
+    g["cases"][new] = g["cases"].pop(old)
+    for key in [k for k in g["files"] if k.startswith(old + ".")]:
+        entry = g["files"].pop(key)
+        entry["case"] = new
+        g["files"][new + key[len(old):]] = entry
+    write(copy, m, refresh=False)
+    report = check_bundle(copy)
+    assert "owned" in report
+    assert not any(c in report for c in RAW), repr(report)
+
+
+# ====================================== 5. the PyTorch path accepts guidance 1e39 (black image)
+@pytest.mark.parametrize("extra", [["--guidance", "1e39"], ["--guidance", "-1"],
+                                   ["--guidance", "21"]])
+@pytest.mark.parametrize("source", ["checkpoint", "default", "bundle"])
+def test_one_guidance_rule_for_every_path(tiny_checkpoint, bundle, tmp_path, capsys, extra,
+                                          source):
+    from lrf.models.cli import main
+
+    src = {"checkpoint": ["--checkpoint", tiny_checkpoint], "default": [],
+           "bundle": ["--bundle", str(bundle)]}[source]
+    rc = main([*src, "--class", "0", "--steps", "1", "--out", str(tmp_path / "x.png"), *extra])
+    err = capsys.readouterr().err
+    assert rc == 2 and "guidance" in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize("what", ["--out", "--grid"])
+def test_checkpoint_sampling_guidance_obeys_the_same_rule(tiny_checkpoint, tmp_path, capsys, what):
+    from conftest import CLASSES
+    from lrf.models.cli import main
+
+    ck = _hostile_checkpoint(tiny_checkpoint, tmp_path / "ck", CLASSES,
+                             {"steps": 1, "guidance": 1e39})
+    args = ["--class", "0", "--out", str(tmp_path / "x.png")] if what == "--out" else \
+        ["--grid", str(tmp_path / "x.png"), "--per-class", "1"]
+    rc = main(["--checkpoint", ck, *args, "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "guidance" in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "x.png").exists()
+
+
+# ============================================ 6. lrf-bench --json/--plot replaces anything
+@pytest.mark.parametrize("flag", ["--json", "--plot"])
+@pytest.mark.parametrize("kind", ["fifo", "device", "folder"])
+def test_bench_outputs_are_checked_before_measuring(tmp_path, monkeypatch, capsys, flag, kind):
+    from lrf.benchmarks import cli as bench
+
+    def measuring(*a, **k):
+        raise RuntimeError("measuring started")
+    monkeypatch.setattr(bench, "_prepare", measuring)
+    target = tmp_path / "out"
+    if kind == "fifo":
+        os.mkfifo(target)
+    elif kind == "folder":
+        target.mkdir()
+    else:
+        target = Path("/dev/full")
+    rc = bench.main(["--bundle", str(SHIPPED), flag, str(target)])
+    err = capsys.readouterr().err
+    assert rc == 2 and flag in err and "measuring started" not in err, err
+    assert len(err.splitlines()) == 1
+    if kind == "fifo":
+        assert os.path.exists(target) and not target.is_file()
+
+
+def test_bench_writes_through_the_one_atomic_output(tmp_path, monkeypatch):
+    """The report is written by lrf.cli.atomic_output (the project's one output check)."""
+    import lrf.cli
+    from lrf.benchmarks import cli as bench
+
+    used = []
+    real = lrf.cli.atomic_output
+
+    def spy(path, flag="--out"):
+        used.append(flag)
+        return real(path, flag)
+    monkeypatch.setattr(bench, "atomic_output", spy, raising=False)
+    src = Path(bench.__file__).read_text()
+    assert 'atomic_output(args.json, "--json")' in src and \
+        'atomic_output(args.plot, "--plot")' in src
+
+
+# ============================================================= CLI weak spots
+def test_unwritable_out_names_the_out_not_the_temporary(tmp_path):
+    from lrf.cli import atomic_output
+
+    target = tmp_path / "x.png"
+    with pytest.raises(OSError) as e:
+        with atomic_output(target) as tmp:
+            raise PermissionError(13, "Permission denied", str(tmp))
+    assert str(target) in str(e.value) and ".lrf-tmp-" not in str(e.value), str(e.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_stdout_failure_after_the_png_says_so(bundle, tmp_path, capsys, monkeypatch):
+    import errno
+    import sys
+
+    from lrf.models.cli import main
+
+    class Full:
+        def write(self, text):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def flush(self):
+            pass
+    monkeypatch.setattr(sys, "stdout", Full())
+    rc = main(["--bundle", str(bundle), "--class", "0", "--steps", "1", "--out",
+               str(tmp_path / "x.png")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "standard output" in err and "x.png" in err, err
+    assert (tmp_path / "x.png").is_file()
+
+
+_HUP = r"""
+import sys, time
+from lrf.cli import atomic_output, run
+def fn(argv):
+    with atomic_output(sys.argv[1]) as tmp:
+        open(tmp, "w").write("half")
+        print("ready", flush=True)
+        time.sleep(60)
+sys.exit(run("prog", fn))
+"""
+
+
+def test_sighup_during_the_final_write_leaves_no_temporary(tmp_path):
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-c", _HUP, str(tmp_path / "x.png")], text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert p.stdout.readline().strip() == "ready"
+        p.send_signal(signal.SIGHUP)
+        p.wait(timeout=10)
+        err = p.stderr.read()
+    finally:
+        p.kill()
+    assert p.returncode == 129 and err.strip() == "prog: hangup", (p.returncode, err)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("text", ["²", "9" * 5001, "٣"])
+def test_checkpoint_odd_label_strings_get_our_message(tiny_checkpoint, text):
+    from lrf.models.checkpoint import load_checkpoint
+
+    with pytest.raises(ValueError, match="unknown class") as e:
+        load_checkpoint(tiny_checkpoint).class_index(text)
+    assert len(str(e.value)) < 400
+
+
+# ==================================== lrf-export --check: the golden section's own fields
+def _golden_case(m):
+    return next(v for k, v in m["golden"]["cases"].items() if k.startswith("generate_"))
+
+
+def _golden_file(m, suffix):
+    return next(v for k, v in m["golden"]["files"].items() if k.endswith(suffix))
+
+
+@pytest.mark.parametrize("tamper,match", [
+    (lambda m: _golden_case(m).pop("seed"), r"golden\.cases\..*seed"),
+    (lambda m: _golden_case(m).update(seed="abc"), r"golden\.cases\..*seed"),
+    (lambda m: _golden_case(m).update(seed=1.5), r"golden\.cases\..*seed"),
+    (lambda m: _golden_case(m).update(steps="2"), r"golden\.cases\..*steps"),
+    (lambda m: _golden_case(m).update(label=99), r"golden\.cases\..*label"),
+    (lambda m: _golden_case(m).update(modes=["warp"]), r"golden\.cases\..*modes"),
+    (lambda m: _golden_file(m, ".noise").update(shape=["a", "b"]), r"golden\.files\..*shape"),
+    (lambda m: _golden_file(m, ".noise").update(shape=[2**40, 2**40]), r"golden\.files\..*shape"),
+    (lambda m: _golden_file(m, ".noise")["tolerance"].update(bar=-1), r"golden\.files\..*bar"),
+    (lambda m: _golden_file(m, ".noise")["tolerance"].update(metric="vibes"),
+     r"golden\.files\..*metric"),
+    (lambda m: _golden_file(m, ".noise").update(tolerance=None), r"golden\.files\..*tolerance"),
+])
+def test_check_validates_the_golden_section(copy, tamper, match):
+    from bundle_factory import read, write
+    from lrf.exporter.check import check_bundle
+
+    m = read(copy)
+    tamper(m)
+    write(copy, m, refresh=False)
+    with pytest.raises(ValueError, match=match) as e:
+        check_bundle(copy)
+    assert "\n" not in str(e.value)
+
+
+def test_negative_psnr_bar_cannot_pass_a_wrong_image(copy):
+    from PIL import Image
+
+    from bundle_factory import read, write
+    from lrf.exporter.check import check_bundle
+
+    m = read(copy)
+    for key, entry in m["golden"]["files"].items():
+        if entry["tolerance"] and entry["tolerance"]["metric"] == "psnr_db":
+            entry["tolerance"]["bar"] = -1000
+            if entry["content"].startswith("image_"):
+                h, w, c = entry["shape"]
+                Image.fromarray(np.zeros((h, w, c), np.uint8)).save(copy / entry["file"])
+    write(copy, m)
+    with pytest.raises(ValueError, match="bar"):
+        check_bundle(copy)
+
+
+# ===================================================================== prompts (text bundles)
+PROMPTS_OK = ["a photo of a cat", "日本語のプロンプト", "emoji 🐈‍⬛", "x" * 1000]
+
+
+@pytest.mark.parametrize("text", PROMPTS_OK)
+def test_ordinary_prompts_pass_unchanged(text):
+    from lrf.runtime.prompt import check_prompt
+
+    assert check_prompt(text) == text
+
+
+@pytest.mark.parametrize("text,says", [
+    ("a\x00cat", "NUL"),
+    ("a\x1b[2Jcat", "control character"),
+    ("\x07", "control character"),
+    ("cat\u202egod", "bidirectional"),
+    ("cat\u2066x\u2069", "bidirectional"),
+    ("cat\ud800", "surrogate"),
+    ("\udfff", "surrogate"),
+    ("x" * (1 << 20), "characters"),
+    ("", "empty"),
+    ("   \n\t ", "empty"),
+    (b"bytes", "str"),
+    (None, "str"),
+    (42, "str"),
+])
+def test_hostile_prompts_are_one_clear_line(text, says):
+    from lrf.runtime.prompt import check_prompt
+
+    with deadline(2), pytest.raises(ValueError, match=says) as e:
+        check_prompt(text)
+    msg = str(e.value)
+    assert "\n" not in msg and len(msg) < 300
+    assert not any(c in msg for c in ("\x00", "\x1b", "\x07", "\u202e", "\u2066")), repr(msg)
+    msg.encode("utf-8")   # printable: no lone surrogate in the message either
+
+
+def test_prompt_newlines_and_tabs_are_ordinary_whitespace():
+    from lrf.runtime.prompt import check_prompt
+
+    assert check_prompt("a cat\non a mat\tat noon") == "a cat\non a mat\tat noon"
