@@ -413,3 +413,15 @@ def test_an_ignored_sigint_stays_ignored():
     p.send_signal(signal.SIGTERM)
     out, err = p.communicate(timeout=30)
     assert p.returncode == 143 and err.splitlines() == ["lrf-sleep: terminated"]
+
+
+@pytest.mark.parametrize("char", ["\u200e", "\u200f", "\u061c", "\ud800", "\udfff", "\x9b",
+                                  "\u2066", "\u202e"])
+def test_every_bidi_mark_and_lone_surrogate_is_escaped(char):
+    """Issue 25: the marks (LRM, RLM, ALM) reorder text too, and a lone surrogate cannot even be
+    encoded for the terminal; both are escaped on error lines and success lines alike."""
+    from lrf.cli import escape
+
+    for shown in (cli.one_line(f"class a{char}b"), escape(f"class a{char}b")):
+        assert char not in shown and f"{ord(char):02x}" in shown
+        shown.encode("utf-8")
