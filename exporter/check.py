@@ -15,7 +15,7 @@ import numpy as np
 
 from lrf import prng
 from lrf.cli import escape
-from lrf.exporter.golden import ENTRY_KEYS, judge, read_file
+from lrf.exporter.golden import ENTRY_KEYS, edit_mode, judge, read_file, run_case
 from lrf.exporter.metrics import IMAGE_PSNR_DB, PSNR_CAP, TENSOR_REL_MAX_ABS
 from lrf.runtime import Generator, open_bundle, scheduler
 from lrf.runtime import schema as sc
@@ -43,29 +43,25 @@ def _check_rng(b) -> None:
 
 
 def _run_case(gen: Generator, b, case_id: str, case: dict) -> dict[str, np.ndarray]:
-    """What this runtime makes for one golden case, keyed by golden content."""
+    """What this runtime makes for one golden case, keyed by golden content: the noise and
+    timesteps it draws itself, then :func:`lrf.exporter.golden.run_case`; the last mode's
+    result stands for the reference files. Empty for an edit case of a bundle without an
+    encoder."""
     files = b.manifest["golden"]["files"]
-    label, seed, n, g = case["label"], int(case["seed"]), case["steps"], case["guidance"]
-    out: dict[str, np.ndarray] = {}
     if case["kind"] == "generate":
-        noise = gen.noise([seed])
-        y, gv = np.asarray([label], np.int32), np.asarray([g], np.float32)
-        ts = scheduler.timesteps(n, gen.shift)
-        out["noise"], out["timesteps"] = noise, ts
-        k = gen.window[0]
-        out["denoise_first"] = gen.denoise(noise, ts[:k + 1], y, gv, window=k)
-        for mode in case["modes"]:
-            z = gen.sample_latents(noise, y, gv, n, mode=mode)
-            out[f"latent_final_{mode}"], out[f"image_{mode}"] = z, gen.decode(z)[0]
+        noise = gen.noise([int(case["seed"])])
+        ts = scheduler.timesteps(case["steps"], gen.shift)
+        out = {"noise": noise, "timesteps": ts, **run_case(gen, case, noise, ts)}
         out["reference_latent_final"] = out.get("latent_final_stepwise")
         out["reference_image"] = out.get("image_stepwise")
-    elif "encoder" in b.graphs:
-        image = read_file(b, f"{case_id}.input_image")
-        mask = read_file(b, f"{case_id}.mask") if f"{case_id}.mask" in files else None
-        for mode in case["modes"] or ["stepwise" if mask is not None else "fused"]:
-            out[f"image_{mode}"] = np.asarray(gen.edit(image, label, seed, case["strength"],
-                                                       mask, steps=n, guidance=g, mode=mode))
-            out["reference_image"] = out[f"image_{mode}"]
+        return out
+    if "encoder" not in b.graphs:
+        return {}
+    image = read_file(b, f"{case_id}.input_image")
+    mask = read_file(b, f"{case_id}.mask") if f"{case_id}.mask" in files else None
+    out = run_case(gen, {**case, "modes": case["modes"] or [edit_mode(mask)]}, image=image,
+                   mask=mask)
+    out["reference_image"] = list(out.values())[-1]
     return out
 
 

@@ -160,13 +160,11 @@ def write_golden_files(bundle_dir: Path, gen: Generator | None, ref: GoldenRefer
         w.png(case, "reference_image", r.images[0], w.image)
         if gen is None:
             continue
-        y, g = np.asarray([label], np.int32), np.asarray([r.guidance], np.float32)
-        k = gen.window[0]
-        w.f32(case, "denoise_first", gen.denoise(noise, ts[:k + 1], y, g, window=k), w.tensor)
-        for mode in ("fused", "stepwise"):
-            z = gen.sample_latents(noise, y, g, n, mode=mode)
-            w.f32(case, f"latent_final_{mode}", z, w.tensor)
-            w.png(case, f"image_{mode}", gen.decode(z)[0], w.image)
+        for content, value in run_case(gen, cases[case], noise, ts).items():
+            if content.startswith("image_"):
+                w.png(case, content, value, w.image)
+            else:
+                w.f32(case, content, value, w.tensor)
     edits = ref.edits if gen is None or "encoder" in gen.bundle.graphs else {}
     for kind, (image, mask, ref_image, n, seed) in edits.items():
         case = f"{kind}_{n}"
@@ -179,13 +177,43 @@ def write_golden_files(bundle_dir: Path, gen: Generator | None, ref: GoldenRefer
             w.png(case, "mask", mask, None)
         w.png(case, "reference_image", ref_image, w.image)
         if gen is not None:
-            mode = "stepwise" if mask is not None else "fused"
-            out = gen.edit(image, label, seed, EDIT_STRENGTH, mask, steps=n,
-                           guidance=ref.guidance, mode=mode)
-            w.png(case, f"image_{mode}", np.asarray(out), w.image)
-            cases[case]["modes"] = [mode]
+            cases[case]["modes"] = [edit_mode(mask)]
+            for content, value in run_case(gen, cases[case], image=image, mask=mask).items():
+                w.png(case, content, value, w.image)
     return {"runtime": gen.backend.settings() if gen is not None else None,
             "cases": cases, "files": w.files}
+
+
+def edit_mode(mask) -> str:
+    """The mode an edit case runs in when the manifest names none: inpainting steps (its mask
+    is re-applied every step), img2img fuses."""
+    return "stepwise" if mask is not None else "fused"
+
+
+def run_case(gen: Generator, case: dict, noise: np.ndarray | None = None,
+             timesteps: np.ndarray | None = None, image: np.ndarray | None = None,
+             mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """What the runtime ``gen`` makes for one golden case (a manifest ``golden.cases`` entry),
+    by golden content: the one runner behind both writing the golden files and
+    ``lrf-export --check`` re-running them.
+
+    A ``generate`` case, from ``noise`` over ``timesteps``: ``denoise_first`` (one call of the
+    graph's window), then ``latent_final_<mode>`` and ``image_<mode>`` for each of its modes.
+    An edit case (``img2img``/``inpaint``) of ``image`` (and ``mask``): ``image_<mode>``."""
+    label, seed, n, g = int(case["label"]), int(case["seed"]), case["steps"], case["guidance"]
+    out: dict[str, np.ndarray] = {}
+    if case["kind"] == "generate":
+        y, gv = np.asarray([label], np.int32), np.asarray([g], np.float32)
+        k = gen.window[0]
+        out["denoise_first"] = gen.denoise(noise, timesteps[:k + 1], y, gv, window=k)
+        for mode in case["modes"]:
+            z = gen.sample_latents(noise, y, gv, n, mode=mode)
+            out[f"latent_final_{mode}"], out[f"image_{mode}"] = z, gen.decode(z)[0]
+        return out
+    for mode in case["modes"]:
+        out[f"image_{mode}"] = np.asarray(gen.edit(image, label, seed, case["strength"], mask,
+                                                   steps=n, guidance=g, mode=mode))
+    return out
 
 
 # ---------------------------------------------------------------- reading and judging
