@@ -47,6 +47,7 @@ def tensor_metrics(ref: np.ndarray, out: np.ndarray) -> dict:
     max_abs = float(np.abs(err).max())
     scale = float(np.abs(ref).max()) or 1.0
     p_err = float(np.sum(err ** 2))
-    snr = PSNR_CAP if p_err == 0 else min(PSNR_CAP, 10 * math.log10(float(np.sum(ref ** 2)) / p_err))
+    snr = PSNR_CAP if p_err == 0 else min(PSNR_CAP,
+                                          10 * math.log10(float(np.sum(ref ** 2)) / p_err))
     return {"max_abs": max_abs, "rel_max_abs": max_abs / scale, "snr_db": round(snr, 3),
             "finite": True}

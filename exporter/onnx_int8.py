@@ -23,8 +23,8 @@ body; :mod:`lrf.exporter.onnx_int8_weights` writes these), ``decoder`` and ``enc
 ``dynamic_int4``. Every graph chooses (:func:`choose`) by a deterministic cost, never by CPU
 time on a shared machine: among the variants at least ``COMFORT_MARGIN_DB`` above the int8 bar,
 the fewest matmul/conv kernels left in float32, then the fewest onnxruntime kernels per call,
-the smaller file, the more accurate, the name. Two exports of one checkpoint therefore ship the same graphs.
-The class-fidelity gate then measures the whole bundle.
+the smaller file, the more accurate, the name. Two exports of one checkpoint therefore ship the
+same graphs. The class-fidelity gate then measures the whole bundle.
 """
 
 from __future__ import annotations
