@@ -1,6 +1,6 @@
 """``lrf-bench``: latency, whole-process peak memory under an enforced RAM budget, and cost growth.
 
-    lrf-bench --device cpu --ram-limit 3G    # shipped checkpoint: onnx, executorch x fp32, int8
+    lrf-bench --device cpu --ram-limit 3G    # default checkpoint: onnx, executorch x fp32, int8
     lrf-bench --bundle bundles/cifar10-onnx-int8 --steps 8,50 --json out.json --plot out.png
     lrf-bench --target onnx --int8 --resolution 32,64,256,512 --steps 8 --mode fused
 
@@ -107,8 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fp32,int8 (default both)")
     p.add_argument("--int8", action="store_true", help="shorthand for --precision int8")
     p.add_argument("--checkpoint", default=None,
-                   help="checkpoint for exports and the PyTorch baseline (default: the shipped "
-                        "one, or the --bundle's source checkpoint)")
+                   help="checkpoint for exports and the PyTorch baseline (default: the "
+                        "--bundle's source checkpoint, else models/weights/cifar10-turbo)")
     p.add_argument("--resolution", type=_list(int, check=_resolution), default=None,
                    help="output sizes in px, e.g. 32,64,256,512 (default: the trained size, or "
                         "the bundles' own)")
@@ -295,9 +295,10 @@ def _print_report(rep: dict, busy: float) -> None:
         print(f"not judged: measured under load: {reason}")
     for r in rows:
         if "per_step_vs_flop_bound" in r:
-            print(f"per step: {r['name']}: {r['per_step_ms']:.2f} ms = "
-                  f"{r['per_step_vs_flop_bound']:.1f}x the FLOP-bound "
-                  f"{r['flop_bound_step_ms']:.2f} ms ({r['per_step_method']})")
+            print(f"per step of a batch-{r['batch']} call: {r['name']}: "
+                  f"{r['per_step_ms']:.2f} ms = {r['per_step_vs_flop_bound']:.1f}x the FLOP-bound "
+                  f"{r['flop_bound_step_ms']:.2f} ms of {r['batch']} image(s) "
+                  f"({r['per_step_method']})")
     if any(r.get("fraction_of_matmul_peak", 0) > 1 for r in rows):
         print("note: some rows exceed the measured GEMM peak: the peak was measured while the "
               "machine was busy, so %peak is not reliable in this run")

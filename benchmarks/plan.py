@@ -15,6 +15,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lrf.defaults import DEFAULT_MODEL
+
 # Bundle target -> the lrf.runtime backend that runs it on this machine.
 TARGET_BACKENDS = {"onnx": "onnxruntime", "executorch": "executorch"}
 # Targets whose files no backend can run on Linux: refused with the reason.
@@ -43,10 +45,10 @@ UNTRAINED_SIZE_ONNX_INT8_VARIANT = "static_qdq"
 
 
 def default_checkpoint() -> Path:
-    """The shipped checkpoint folder (``lrf.models.checkpoint.DEFAULT_CHECKPOINT``), located
-    without importing torch."""
+    """The default checkpoint folder (``lrf.models.checkpoint.DEFAULT_CHECKPOINT``, named by
+    ``lrf.defaults.DEFAULT_MODEL``), located without importing torch."""
     models = importlib.util.find_spec("lrf.models")
-    return Path(list(models.submodule_search_locations)[0]) / "weights" / "cifar10"
+    return Path(list(models.submodule_search_locations)[0]) / "weights" / DEFAULT_MODEL
 
 
 def repo_root() -> Path | None:
@@ -101,11 +103,20 @@ def read_bundle_info(path: str | Path) -> BundleInfo:
         return BundleInfo(str(path), m["target"], m.get("precision", "fp32"), latent,
                           int(m.get("image", {}).get("height", latent * SCALE)),
                           m["graphs"]["denoise"].get("window", {}).get("max"),
-                          m.get("source_checkpoint", {}).get("path"),
+                          _source_checkpoint(m.get("source_checkpoint", {}).get("path")),
                           int(m["sampling"]["steps"]),
                           bool(m.get("model", {}).get("guidance_distilled")))
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"--bundle {str(path)!r}: manifest.json lacks {e}; re-export it") from None
+
+
+def _source_checkpoint(path) -> str | None:
+    """A manifest's ``source_checkpoint.path``: exports record it relative to the project (or
+    by name alone), so a relative one that is not there from here is looked up in the checkout."""
+    if not isinstance(path, str) or not path or Path(path).is_absolute() or Path(path).exists():
+        return path if isinstance(path, str) else None
+    root = repo_root()
+    return str(root / path) if root is not None and (root / path).exists() else path
 
 
 @dataclass(frozen=True)

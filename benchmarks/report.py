@@ -104,8 +104,9 @@ def add_ratios(rows: list[dict], matmul_gflops: float | None) -> None:
                 r["fraction_of_matmul_peak"] = r["achieved_gflops"] / matmul_gflops
         sf = step_flops.get(r["resolution"])
         if sf and matmul_gflops and r.get("per_step_ms") and not r.get("guidance_distilled"):
-            # one teacher step (both guidance passes) at the GEMM peak: the FLOP-bound time
-            r["flop_bound_step_ms"] = sf / (matmul_gflops * 1e9) * 1e3
+            # one teacher step (both guidance passes) of the row's whole call at the GEMM peak:
+            # per_step_ms times a call of `batch` images, so the bound covers `batch` images too
+            r["flop_bound_step_ms"] = sf * r["batch"] / (matmul_gflops * 1e9) * 1e3
             r["per_step_vs_flop_bound"] = r["per_step_ms"] / r["flop_bound_step_ms"]
 
 

@@ -1,6 +1,6 @@
 """``lrf-export``: export a checkpoint to a verified bundle, or re-verify a bundle.
 
-    lrf-export --target onnx                       # fp32, shipped checkpoint
+    lrf-export --target onnx                       # fp32, the default checkpoint (turbo)
     lrf-export --target onnx --int8 --checkpoint DIR --out bundles/cifar10-int8
     lrf-export --check bundles/cifar10-onnx-int8    # checksums + golden image through lrf.runtime
     lrf-export --target coreml --int8               # Core ML, int8 weights, fp16 compute
@@ -49,7 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="step counts the parity gate generates whole images at, besides the "
                         "checkpoint's default (default: 8; turbo checkpoints: 1 2 4); the bundle "
                         "runs any N")
-    p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: shipped one)")
+    p.add_argument("--checkpoint", default=None,
+                   help="checkpoint folder (default: models/weights/cifar10-turbo, the one "
+                        "default model of lrf.defaults)")
     p.add_argument("--out", default=None,
                    help="bundle folder (default: bundles/<checkpoint>-<target>-<precision>)")
     p.add_argument("--latent-size", type=_positive("--latent-size", MAX_LATENT), default=None,

@@ -38,6 +38,20 @@ def file_table(bundle_dir: Path) -> dict[str, dict]:
     return table
 
 
+def checkpoint_label(path) -> str:
+    """``source_checkpoint.path`` as a bundle records it: relative to the project checkout when
+    the checkpoint lies inside it (``models/weights/cifar10-turbo``), else the folder's name
+    alone, so a manifest never carries the exporting machine's absolute paths."""
+    p = Path(path).resolve()
+    root = Path(__file__).resolve().parent.parent
+    if (root / "pyproject.toml").is_file():
+        try:
+            return p.relative_to(root).as_posix()
+        except ValueError:
+            pass
+    return p.name
+
+
 def tool_versions(target: Target) -> dict[str, str]:
     versions = {"python": platform.python_version(), "numpy": np.__version__}
     for dist in ("torch", "diffusers", "lrf-mobile"):
@@ -61,14 +75,16 @@ def build_manifest(ckpt: Checkpoint, target: Target, precision: str,
     shift = float(ckpt.sampling.get("shift", 1.0))
     return {
         "schema": SCHEMA,
-        "schema_version": SCHEMA_VERSION,
+        # class bundles stay v2 (unchanged); prompts and RGBA need v3 (BUNDLE.md section 11)
+        "schema_version": SCHEMA_VERSION if cfg.text_dim else 2,
         "target": target.name,
         "precision": precision,
         "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "model": {"name": "LatentRecurrentFlow", "config": cfg.to_dict(),
                   "parameters": count_parameters(ckpt.model),
                   "guidance_distilled": bool(cfg.guidance_embed)},
-        "source_checkpoint": {"path": str(ckpt.path), "sha256": checkpoint_sha256(ckpt.path)},
+        "source_checkpoint": {"path": checkpoint_label(ckpt.path),
+                              "sha256": checkpoint_sha256(ckpt.path)},
         "classes": list(ckpt.classes),
         "null_class": cfg.null_class,
         "latent": {"channels": cfg.latent_channels, "height": latent_size, "width": latent_size},

@@ -25,12 +25,14 @@ import torch
 from lrf.models.codec import CODEC_FILE, Codec, _load_strict
 from lrf.models.config import LRFConfig
 from lrf.models.lrf import LRFModel
+from lrf.defaults import DEFAULT_MODEL
 from lrf.digest import sha256_file  # one definition, shared with the runtime
 
 CHECKPOINT_FORMAT = "lrf-checkpoint/1"
 MANIFEST = "lrf.json"
 WEIGHTS = "lrf.safetensors"
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "cifar10"
+# the one default (lrf/defaults.py): the turbo student, whose prebuilt bundle is the default too
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "weights" / DEFAULT_MODEL
 DEFAULT_SAMPLING = {"steps": 50, "guidance": 3.0, "shift": 1.0}
 
 
@@ -107,7 +109,8 @@ def save_checkpoint(path: str | os.PathLike, model: LRFModel, codec: Codec, clas
 
 
 def load_checkpoint(path: str | os.PathLike | None = None) -> Checkpoint:
-    """Load a checkpoint folder (default: the shipped cifar10 one); the model comes in eval mode."""
+    """Load a checkpoint folder (default: ``DEFAULT_CHECKPOINT``, the shipped turbo student); the
+    model comes in eval mode."""
     from safetensors import safe_open
 
     path = Path(path) if path is not None else DEFAULT_CHECKPOINT

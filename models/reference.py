@@ -222,15 +222,20 @@ class LRFPipeline(DiffusionPipeline):
     def __call__(self, class_labels: Sequence[int | str], num_inference_steps: int = 50,
                  guidance_scale: float = 3.0, seeds: Sequence[int] | None = None,
                  output_type: str = "pil", return_dict: bool = True, image=None,
-                 strength: float | None = None, mask_image=None):
-        """Generate, or with ``image=`` edit (img2img; with ``mask_image=`` inpainting).
+                 strength: float | None = None, keep_mask=None, mask_image=None):
+        """Generate, or with ``image=`` edit (img2img; with ``keep_mask=`` inpainting).
 
         As in diffusers: ``image`` is one image or one per label (PIL or uint8 [H,W,3] /
         [B,H,W,3]); ``strength`` defaults to 0.8 for img2img and 1.0 for inpainting;
-        ``mask_image`` is white (1) = repaint, black (0) = keep, which is converted to the keep
-        mask of :func:`edit` (keep = 1 - mask_image). Unlike diffusers' int(N * strength)
+        ``keep_mask`` follows the project's one mask convention (:func:`edit`, ``Generator.edit``,
+        ``lrf-generate --mask``): white (1) = keep, black (0) = repaint. diffusers' ``mask_image``
+        (white = repaint) is refused with a line saying to pass ``keep_mask``, never silently
+        inverted. Unlike diffusers' int(N * strength)
         steps, the window starts at the timestep nearest ``strength`` (``lrf.editing``).
         """
+        if mask_image is not None:
+            raise ValueError("mask_image= (diffusers' white = repaint) is not taken: pass "
+                             "keep_mask= (white = keep, black = repaint), lrf's one convention")
         cfg = self.transformer.cfg
         names = self.config.class_names or []
         labels = [names.index(c) if isinstance(c, str) else int(c) for c in class_labels]
@@ -241,12 +246,12 @@ class LRFPipeline(DiffusionPipeline):
         self.scheduler.set_timesteps(sigmas=np.linspace(1.0, 0.0, n + 1)[:-1])
         sigmas = self.scheduler.sigmas
         i0, z_img, keep, z = 0, None, None, noise
-        if image is not None or mask_image is not None:
+        if image is not None or keep_mask is not None:
             if image is None:
-                raise ValueError("mask_image needs image= (the picture to inpaint)")
-            strength = (1.0 if mask_image is not None else 0.8) if strength is None else strength
+                raise ValueError("keep_mask needs image= (the picture to inpaint)")
+            strength = (1.0 if keep_mask is not None else 0.8) if strength is None else strength
             i0 = editing.start_index(timesteps(n, self.scheduler.config.shift).numpy(), strength)
-            z_img, keep = self._encode_inputs(image, mask_image, len(labels))
+            z_img, keep = self._encode_inputs(image, keep_mask, len(labels))
             z = torch.from_numpy(editing.noised(z_img, noise.numpy(), sigmas[i0]))
         elif strength is not None:
             raise ValueError("strength needs image= (the picture to edit)")
@@ -266,16 +271,16 @@ class LRFPipeline(DiffusionPipeline):
             out = arr if output_type == "np" else self.numpy_to_pil(arr.astype(np.float32) / 255)
         return ImagePipelineOutput(images=out) if return_dict else (out,)
 
-    def _encode_inputs(self, image, mask_image, batch: int):
+    def _encode_inputs(self, image, keep_mask, batch: int):
         """(normalised latents [B,C,h,w], keep mask [B,1,h,w] or None) for ``batch`` labels."""
         side = self.transformer.cfg.latent_size * self._codec.scale_factor
         f = self._codec.scale_factor
         images = _per_label(image, batch, "image", 3)
         x = np.stack([editing.check_image(im, side, side, f) for im in images])
         keep = None
-        if mask_image is not None:
-            masks = _per_label(mask_image, batch, "mask_image", 2)
-            keep = np.stack([editing.latent_keep_mask(_invert(m), side, side, f)
+        if keep_mask is not None:
+            masks = _per_label(keep_mask, batch, "keep_mask", 2)
+            keep = np.stack([editing.latent_keep_mask(m, side, side, f)
                              for m in masks])[:, None]
         return self._codec.encode(from_uint8(x)).numpy(), keep
 
@@ -290,15 +295,3 @@ def _per_label(x, batch: int, what: str, ndim: int) -> list:
         raise ValueError(f"{what}: {len(x)} given for {batch} class labels; give one, or one "
                          "per label")
     return list(x)
-
-
-def _invert(mask_image):
-    """diffusers' repaint mask (white = repaint) -> our keep mask, in the same dtype."""
-    if hasattr(mask_image, "mode") and hasattr(mask_image, "size"):
-        mask_image = np.asarray(mask_image.convert("L"))
-    m = np.asarray(mask_image)
-    if m.dtype == np.bool_:
-        return ~m
-    if m.dtype == np.uint8:
-        return 255 - m
-    return 1.0 - m.astype(np.float64)

@@ -161,6 +161,18 @@ def test_per_step_time_against_the_flop_bound():
     assert "per_step_vs_flop_bound" not in rows[2]       # no step count at 64 px
 
 
+def test_flop_bound_of_a_batch_call_counts_every_image():
+    """per_step_ms of a batch-B row times one call of B images: the bound it is set against is
+    B images' step, not one image's (which would overstate the ratio B times)."""
+    rows = [_row("pytorch", "fp32", 32, 200.0, 400.0, flops=2e9),
+            _row("onnxruntime", "int8", 32, 10.0, 80.0, batch=4)]
+    rows[0]["flops"]["step"] = 5e7          # one image's step: 0.5 ms at 100 GFLOP/s
+    rows[1]["per_step_ms"] = 4.0            # one step of the batch-4 call
+    report.add_ratios(rows, matmul_gflops=100.0)
+    assert rows[1]["flop_bound_step_ms"] == pytest.approx(2.0)
+    assert rows[1]["per_step_vs_flop_bound"] == pytest.approx(2.0)
+
+
 def test_fits_and_target_checks():
     rows = [_row("onnxruntime", "int8", 32, 5.0, 70.0),
             _row("onnxruntime", "int8", 32, 2.0, 60.0, steps=8),

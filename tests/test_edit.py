@@ -1,5 +1,5 @@
 """Editing (issue 16): the rules of lrf.editing, the PyTorch reference edit() and LRFPipeline
-image=/strength=/mask_image=, the runtime's Generator.edit against the reference, lrf-generate's
+image=/strength=/keep_mask=, the runtime's Generator.edit against the reference, lrf-generate's
 edit flags. Identities are exact: strength 1 is generate, strength 0 and an all-ones keep mask
 are the codec round trip."""
 
@@ -169,7 +169,7 @@ def test_reference_cancel_and_progress(ck):
         edit(ck, _photo(), 1, 0, 0.5, steps=10, on_step=lambda i, n: i < 2)
 
 
-def test_pipeline_follows_edit_and_diffusers_mask_polarity(ck):
+def test_pipeline_follows_edit_and_the_one_keep_mask(ck):
     from lrf.models.reference import LRFPipeline, edit
 
     pipe = LRFPipeline.from_checkpoint(ck)
@@ -180,10 +180,16 @@ def test_pipeline_follows_edit_and_diffusers_mask_polarity(ck):
     got = pipe(**kw, image=Image.fromarray(img), strength=0.6).images
     torch.testing.assert_close(got, edit(ck, img, 3, 7, 0.6, steps=6, guidance=2.0),
                                atol=1e-5, rtol=0)
-    # mask_image: white = repaint (diffusers) == keep mask 255 - mask_image; default strength 1
-    got = pipe(**kw, image=img, mask_image=Image.fromarray(255 - HOLE)).images
+    # keep_mask: white = keep, as edit / Generator.edit / --mask take it; default strength 1
+    got = pipe(**kw, image=img, keep_mask=Image.fromarray(HOLE)).images
     torch.testing.assert_close(got, edit(ck, img, 3, 7, 1.0, HOLE, steps=6, guidance=2.0),
                                atol=1e-5, rtol=0)
+    # diffusers' repaint mask is refused in one line, never inverted behind the caller's back
+    with pytest.raises(ValueError, match="pass keep_mask=") as e:
+        pipe(**kw, image=img, mask_image=Image.fromarray(255 - HOLE))
+    assert "\n" not in str(e.value)
+    with pytest.raises(ValueError, match="keep_mask needs image="):
+        pipe(**kw, keep_mask=HOLE)
     with pytest.raises(ValueError, match="strength needs image="):
         pipe(**kw, strength=0.5)
 

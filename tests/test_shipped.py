@@ -9,11 +9,15 @@ from lrf.models.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from lrf.models.reference import generate, to_uint8
 
 
+# the 50-step teacher (the default model is its turbo student: tests/test_defaults.py)
+TEACHER = DEFAULT_CHECKPOINT.parent / "cifar10"
+
+
 @pytest.fixture(scope="module")
 def samples():
-    if not (DEFAULT_CHECKPOINT / "lrf.json").is_file():
-        pytest.fail(f"shipped checkpoint missing at {DEFAULT_CHECKPOINT}")
-    ck = load_checkpoint()
+    if not (TEACHER / "lrf.json").is_file():
+        pytest.fail(f"shipped checkpoint missing at {TEACHER}")
+    ck = load_checkpoint(TEACHER)
     labels = [c for c in range(10) for _ in range(4)]
     seeds = list(range(4)) * 10
     with torch.no_grad():
