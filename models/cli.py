@@ -1,7 +1,7 @@
 """``lrf-generate``: make images from a checkpoint (PyTorch reference) or a bundle (lrf.runtime).
 
     lrf-generate --checkpoint DIR --class cat --seed 0 --steps 50 --guidance 3.0 --out cat.png
-    lrf-generate --grid grid.png                       # one row per class, shipped checkpoint
+    lrf-generate --grid grid.png                       # one row per class, default checkpoint
     lrf-generate --bundle BUNDLE --class cat --out cat.png   # no torch needed
     lrf-generate --bundle BUNDLE --init-image in.png --strength 0.6 --class dog --out dog.png
     lrf-generate --checkpoint DIR --init-image in.png --mask keep.png --class dog --out dog.png
@@ -76,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="lrf-generate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--checkpoint", help="checkpoint folder (default: the shipped cifar10 one)")
+    src.add_argument("--checkpoint", help="checkpoint folder (default: the one default model, "
+                          "models/weights/cifar10-turbo; lrf/defaults.py)")
     src.add_argument("--bundle", nargs="?", const="", default=None,
                      help="exported bundle folder, run through lrf.runtime (no torch); with no "
                           "folder, the prebuilt turbo int8 bundle in models/bundles/")
