@@ -54,6 +54,17 @@ def export_bundle(target: str, checkpoint: str | None = None, out: str | Path | 
                          f"{', '.join(tgt.precisions)}")
     ckpt = load_checkpoint(checkpoint)
     cfg = ckpt.config
+    if cfg.text_dim:   # prompts: schema v3 (lrf.exporter.text_export)
+        if target != "onnx":
+            raise ValueError(f"text-to-image bundles (schema v3) export to onnx only so far, "
+                             f"not {target!r}")
+        from lrf.exporter.text_export import export_text_bundle
+
+        out = Path(out) if out else default_out(ckpt.path, target, precision)
+        return export_text_bundle(ckpt, out, int8=int8, log=log,
+                                  parity_images=min(parity_images, 8),
+                                  **({"text_prompts": options["text_prompts"]}
+                                     if options and "text_prompts" in options else {}))
     latent_size = int(latent_size or cfg.latent_size)
     default_steps = int(ckpt.sampling["steps"])
     if steps is not None and any(not isinstance(n, int) or isinstance(n, bool) or n < 1

@@ -265,6 +265,11 @@ def judge(tolerance: dict | None, want: np.ndarray, got: np.ndarray) -> tuple[bo
     if metric == "psnr_db":
         value = psnr(want, got)
         return value >= bar, value
+    if metric == "cosine_min":   # v3 text embeddings [B,T]: every row's cosine >= bar
+        from lrf.exporter.onnx_text import cosine
+
+        value = float(cosine(want.reshape(len(want), -1), got.reshape(len(got), -1)).min())
+        return bool(value >= bar), value
     err = np.abs(want.astype(np.float64) - got.astype(np.float64))
     value = float(err.max()) if err.size else 0.0
     if metric == "rel_max_abs":

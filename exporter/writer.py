@@ -115,8 +115,10 @@ def write_manifest(bundle_dir: Path, manifest: dict) -> None:
     JSON, temporary file then rename)."""
     manifest["files"] = file_table(bundle_dir)
     check_manifest(manifest)
+    from lrf.runtime.manifest import graph_roles
+
     for name, entry in manifest["graphs"].items():
-        GraphSpec.from_dict(name, entry)
+        GraphSpec.from_dict(name, entry, graph_roles(manifest))
     text = json.dumps(manifest, indent=2, allow_nan=False) + "\n"
     tmp = bundle_dir / f".{MANIFEST}.tmp"
     tmp.write_text(text, encoding="utf-8")

@@ -116,3 +116,40 @@ def _check_size(hw, height, width, factor, what) -> None:
     if height is not None and (h, w) != (height, width):
         raise ValueError(f"{what} is {w}x{h} but this model makes {width}x{height} images; "
                          f"resize it to {width}x{height}")
+
+
+# Edit schedules (issue 27 item 5): how ``strength`` picks the times an edit integrates over.
+EDIT_SCHEDULES = ("nearest", "scaled")
+
+
+def scaled_window(ts: np.ndarray, strength: float) -> np.ndarray:
+    """The ``scaled`` edit schedule of a step-size-conditioned (guidance-distilled) student:
+    the N-step schedule compressed into [0, strength], w_i = float32(strength * t_i) (float64
+    product of the float32 t_i), so the edit starts exactly at t = strength and every strength
+    grades the result even at N = 1, where the nearest-index rule has only t = 1 and t = 0.
+    strength 0 -> [0] (the codec round trip); equal neighbours (underflow) are dropped."""
+    s = check_strength(strength)
+    if s == 0.0:
+        return np.zeros(1, np.float32)
+    w = (np.asarray(ts, dtype=np.float32).astype(np.float64) * s).astype(np.float32)
+    keep = np.concatenate([[True], np.diff(w) < 0])
+    return w[keep]
+
+
+def edit_window(ts: np.ndarray, strength: float, schedule: str = "nearest") -> np.ndarray:
+    """The edit window for ``schedule``: ``nearest`` (:func:`window`) or ``scaled``
+    (:func:`scaled_window`)."""
+    if schedule == "scaled":
+        return scaled_window(ts, strength)
+    if schedule != "nearest":
+        raise ValueError(f"unknown edit schedule {schedule!r}; choose one of {EDIT_SCHEDULES}")
+    return window(ts, strength)
+
+
+def default_schedule(config) -> str:
+    """The edit schedule of a model (an ``LRFConfig`` or its dict): ``scaled`` for a
+    step-size-conditioned student of a text model (schema v3 bundles record it in
+    ``editing.schedule``), ``nearest`` otherwise (every v2 bundle)."""
+    get = config.get if isinstance(config, dict) else lambda k, d=None: getattr(config, k, d)
+    return "scaled" if get("guidance_embed") and get("step_embed") and get("text_dim") \
+        else "nearest"

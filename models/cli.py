@@ -223,6 +223,8 @@ def _bundle_images(args, labels, seeds):
 
     gen = Generator.load(args.bundle or None, backend=args.backend)
     gen.tiling = args.tiling
+    if gen.takes_prompt or getattr(args, "prompt", None):
+        return _bundle_text_images(args, gen)
     labels = [gen.class_index(c) for c in labels] if labels else None
     if args.init_image:
         _, h, w = gen.latent_shape
@@ -236,6 +238,32 @@ def _bundle_images(args, labels, seeds):
                                       mode=args.mode, on_step=_Progress(not args.no_progress))
                          for l, s in zip(lab, sd)])
     return gen.classes, labels, run
+
+
+def _bundle_text_images(args, gen):
+    """(row names, style labels, run) for a schema v3 text bundle: one prompt per grid row,
+    each prompt encoded once (``Generator``'s prompt cache) whatever the seeds."""
+    prompts = list(getattr(args, "prompt", None) or [])
+    if not gen.takes_prompt:
+        raise ValueError(f"bundle {args.bundle or 'default'} is class-conditioned: pass "
+                         "--class, not --prompt/--style")
+    if args.cls is not None or not prompts:
+        raise ValueError(f"bundle {args.bundle or 'default'} is text-to-image: pass --prompt "
+                         f"TEXT (and --style, one of {', '.join(gen.classes)}), not --class")
+    style = getattr(args, "style", None)
+    if style is not None:
+        gen.style_index(style)   # an unknown style fails before any sampling
+    progress = _Progress(not args.no_progress)
+    if args.init_image:
+        _, h, w = gen.latent_shape
+        image, mask = edit_inputs(args, 8 * h, 8 * w, channels=gen.channels)
+        return prompts, [0], (lambda lab, sd: gen.edit(
+            image, None, sd[0], _edit_strength(args), mask, steps=args.steps,
+            guidance=args.guidance, mode=args.mode, on_step=progress, prompt=prompts[0],
+            style=style)[None])
+    return prompts, [0], (lambda rows, sd: gen.generate_batch(
+        None, list(sd), steps=args.steps, guidance=args.guidance, mode=args.mode,
+        on_step=progress, prompts=[prompts[r] for r in rows], styles=[style] * len(rows)))
 
 
 def _outside_the_bundle(path: str, flag: str, bundle: str | None) -> None:

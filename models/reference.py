@@ -168,7 +168,8 @@ def edit_batch(ckpt: Checkpoint, images, labels: Sequence[int | str], seeds: Seq
     keep = None if masks is None else np.stack(
         [editing.latent_keep_mask(m, side, side, f) for m in masks])[:, None]   # [B,1,h,w]
     y = torch.as_tensor([ckpt.class_index(c) for c in labels], dtype=torch.long)
-    win = editing.window(timesteps(steps, shift).numpy(), strength)
+    win = editing.edit_window(timesteps(steps, shift).numpy(), strength,
+                              editing.default_schedule(cfg))
     noise = portable_noise(seeds, cfg.latent_channels, (cfg.latent_size,) * 2).numpy()
     z_img = ckpt.codec.encode(from_uint8(x)).numpy()                           # [B,C,h,w]
     z = torch.from_numpy(editing.noised(z_img, noise, win[0]))

@@ -62,6 +62,13 @@ class Generator:
         self.default_steps, self.default_guidance = s["steps"], float(s["guidance"])
         self.default_mode, self.shift = s["mode"], float(s["shift"])
         self.window: tuple[int, int | None] = bundle.graphs["denoise"].window
+        self.channels: int = int(m["image"]["channels"])   # 3: RGB, 4: straight RGBA (v3)
+        cond = m.get("conditioning") if m.get("schema_version") == 3 else None
+        self.takes_prompt: bool = bool(cond) and cond.get("kind") == "text"
+        # v3 "editing.schedule"; v2 bundles edit on the nearest schedule index (section 8)
+        self.edit_schedule: str = (m.get("editing") or {}).get("schedule", "nearest") \
+            if self.takes_prompt else "nearest"
+        self._prompts = None   # lrf.runtime.text.PromptCache, made on the first prompt
         _latent_matches_graphs(bundle, self.latent_shape)
         # decoding in tiles (runtime/tiling.py): "auto" | "on" | "off" or a tiling.Tiling
         self.tiling: str | tiling.Tiling = "auto"
@@ -129,11 +136,12 @@ class Generator:
                          f"valid: {', '.join(self.classes)} (or an index 0-"
                          f"{len(self.classes) - 1})")
 
-    def check_labels(self, label) -> np.ndarray:
+    def check_labels(self, label, allow_null: bool = False) -> np.ndarray:
         """``label`` as an int32 array [B] of class indices in 0..classes-1, or ValueError (the
-        rule :meth:`class_index` applies to one label; -5 or 2**40 never wrap onto a class)."""
+        rule :meth:`class_index` applies to one label; -5 or 2**40 never wrap onto a class).
+        ``allow_null``: the null class (a text bundle's "no style") is allowed too."""
         a = np.asarray(label)
-        n = len(self.classes)
+        n = len(self.classes) + bool(allow_null)
         if a.ndim != 1 or not a.size or a.dtype.kind not in "iu":
             raise ValueError(f"label must be a 1-D integer array of class indices (one per "
                              f"image), got {a.dtype} {list(a.shape)}")
@@ -184,6 +192,10 @@ class Generator:
         are checked against the manifest before the call and outputs after it (dtype, and shape
         as bound by the inputs), so a graph returning float64 or another shape is refused."""
         spec = self._spec(name)
+        if name == "text_encoder" and isinstance(inputs.get("token_ids"), np.ndarray):
+            from lrf.runtime.text import check_ids   # ids index the embedding table
+
+            check_ids(inputs["token_ids"], int(self.manifest["tokenizer"]["vocab_size"]))
         unknown = sorted(set(inputs) - {t.role for t in spec.inputs})
         if unknown:
             raise ValueError(f"{name}: unknown input role {unknown[0]!r}; roles are "
@@ -211,17 +223,76 @@ class Generator:
         return {t.role: t.check(raw.get(t.name), name, bound, kind="output")
                 for t in spec.outputs}
 
+    # ------------------------------------------------------------------ prompts (v3)
+    def prompt_cache(self):
+        """The per-prompt cache of the ``text_encoder`` outputs (:mod:`lrf.runtime.text`)."""
+        if not self.takes_prompt:
+            raise ValueError("this bundle is class-conditioned and takes no prompt; give a "
+                             f"class ({', '.join(self.classes)[:200]})")
+        with self._open_lock:
+            if self._prompts is None:
+                from lrf.runtime.text import PromptCache, PromptTokenizer
+
+                roles = [t.role for t in self._spec("text_encoder").outputs]
+                run = lambda ids, mask: self.run("text_encoder", token_ids=ids,  # noqa: E731
+                                                 attention_mask=mask)
+                tok = PromptTokenizer(self.bundle)
+                _probe_vocabulary(self._session("text_encoder"), self._spec("text_encoder"),
+                                  tok.vocab_size)
+                self._prompts = PromptCache(tok, run, roles)
+            return self._prompts
+
+    def encode_prompts(self, prompts: Sequence[str]) -> dict[str, np.ndarray]:
+        """The ``denoise`` graph's text inputs by role for one prompt per image ([B, ...]),
+        each distinct prompt tokenized and encoded once (then cached)."""
+        if isinstance(prompts, str) or not len(prompts):
+            raise ValueError("prompts must be a non-empty list of strings, one per image")
+        return self.prompt_cache().batch(list(prompts))
+
+    def style_index(self, style) -> int:
+        """A style name or index -> label; None -> the null style (no style)."""
+        if style is None:
+            return int(self.manifest["null_class"])
+        return self.class_index(style)
+
+    def _labels_for(self, labels, prompts, styles, n_seeds: int):
+        """(int32 labels [B], text inputs or None) from class labels or prompts + styles."""
+        if not self.takes_prompt:
+            if prompts is not None or styles is not None:
+                raise ValueError("this bundle is class-conditioned: give a class, not "
+                                 "prompt=/style=")
+            if labels is None:
+                raise ValueError(f"give a class ({', '.join(self.classes)[:200]})")
+            return np.asarray([self.class_index(c) for c in labels], dtype=np.int32), None
+        if prompts is None:
+            if labels is not None and all(isinstance(c, str) for c in labels):
+                prompts = list(labels)   # generate("cat face", seed=0) on a text bundle
+            else:
+                raise ValueError("this bundle is text-to-image: give prompt= (and optionally "
+                                 f"style=, one of {', '.join(self.classes)[:200]})")
+        elif labels is not None:
+            raise ValueError("give prompt= and style=, not a class label, to a text bundle")
+        if styles is None or isinstance(styles, (str, int, np.integer)):
+            styles = [styles] * len(prompts)
+        if len(styles) != len(prompts) or len(prompts) != n_seeds:
+            raise ValueError(f"need one prompt, style and seed per image: {len(prompts)} prompts,"
+                             f" {len(styles)} styles, {n_seeds} seeds")
+        y = np.asarray([self.style_index(s) for s in styles], dtype=np.int32)
+        return y, self.encode_prompts(prompts)
+
     # ------------------------------------------------------------------ building blocks
     def denoise(self, z: np.ndarray, timesteps: np.ndarray, label: np.ndarray,
                 guidance: np.ndarray | float, on_step: OnStep | None = None,
                 window: int | None = None,
-                after_window: Callable[[np.ndarray, int], np.ndarray] | None = None
-                ) -> np.ndarray:
+                after_window: Callable[[np.ndarray, int], np.ndarray] | None = None,
+                text: dict[str, np.ndarray] | None = None) -> np.ndarray:
         """Integrate latents ``z`` [B,C,h,w] over ``timesteps`` t[0..K] (descending) with the
         ``denoise`` graph. ``window``: steps per graph call (None: as few calls as the graph
         allows, i.e. fused; 1: stepwise). After each call ``after_window(z, i)`` (i = index
         reached in ``timesteps``) and ``on_step(i, K)`` run; on_step returning False raises
-        :class:`GenerationCancelled`."""
+        :class:`GenerationCancelled`. A text bundle takes ``text``: the prompt conditioning by
+        role (:meth:`encode_prompts`), the same for every window; ``label`` is then the style
+        (``null_class`` allowed: no style)."""
         ts = np.asarray(timesteps, dtype=np.float32)
         if ts.ndim != 1 or len(ts) < 1:
             raise ValueError(f"timesteps must be a 1-D float32 schedule, got shape "
@@ -229,7 +300,10 @@ class Generator:
         scheduler.check_steps(max(len(ts) - 1, 1))
         if len(ts) > 1 and not (np.isfinite(ts).all() and (np.diff(ts) < 0).all()):
             raise ValueError("timesteps must be finite and strictly descending")
-        label = self.check_labels(label)
+        label = self.check_labels(label, allow_null=self.takes_prompt)
+        if self.takes_prompt and text is None:
+            raise ValueError("this bundle is text-to-image: denoise needs text= (the prompt "
+                             "conditioning from encode_prompts)")
         if len(label) != len(z):
             raise ValueError(f"need one label per latent: {len(label)} labels for a batch of "
                              f"{len(z)}")
@@ -243,7 +317,8 @@ class Generator:
             g = np.full(label.shape, scheduler.check_guidance(guidance), np.float32)
 
         def step(zz: np.ndarray, w: np.ndarray) -> np.ndarray:
-            out = self.run("denoise", latent=zz, timesteps=w, label=label, guidance=g)["latent"]
+            out = self.run("denoise", latent=zz, timesteps=w, label=label, guidance=g,
+                           **(text or {}))["latent"]
             if out.shape != zz.shape:
                 raise ValueError(f"denoise returned shape {list(out.shape)} for latent "
                                  f"{list(zz.shape)}; the bundle is inconsistent")
@@ -255,8 +330,9 @@ class Generator:
     def encode(self, image: np.ndarray) -> np.ndarray:
         """uint8 images [B,H,W,3] (H, W divisible by 8) -> normalised latents [B,C,H/8,W/8]."""
         image = np.asarray(image)
-        if image.ndim != 4 or image.shape[-1] != 3 or image.shape[1] % 8 or image.shape[2] % 8:
-            raise ValueError(f"encode takes uint8 images [B,H,W,3] with H and W divisible by "
+        c = self.channels
+        if image.ndim != 4 or image.shape[-1] != c or image.shape[1] % 8 or image.shape[2] % 8:
+            raise ValueError(f"encode takes uint8 images [B,H,W,{c}] with H and W divisible by "
                              f"8, got shape {list(image.shape)}")
         z = self.run("encoder", image=image)["latent"]
         want = (image.shape[0], self.latent_shape[0], image.shape[1] // 8, image.shape[2] // 8)
@@ -283,7 +359,7 @@ class Generator:
             _expect_shape(image, (b, 3, 8 * h, 8 * w), "decoder")
             x = np.clip((np.clip(image, -1, 1) + 1) * 127.5 + 0.5, 0, 255)
             return np.floor(x).astype(np.uint8).transpose(0, 2, 3, 1).copy()
-        return _expect_shape(image, (b, 8 * h, 8 * w, 3), "decoder")
+        return _expect_shape(image, (b, 8 * h, 8 * w, self.channels), "decoder")
 
     # ------------------------------------------------------------------ sampling
     def resolve(self, steps: int | None, guidance: float | None, mode: str | None
@@ -303,47 +379,65 @@ class Generator:
         """Portable latent noise [B,C,h,w] (BUNDLE.md section 4), one seed per image."""
         return prng.noise(list(seeds), self.latent_shape)
 
-    def generate(self, label: int | str, seed: int, steps: int | None = None,
+    def generate(self, label: int | str | None = None, seed: int = 0, steps: int | None = None,
                  guidance: float | None = None, mode: str | None = None,
-                 on_step: OnStep | None = None) -> np.ndarray:
-        """One uint8 image [H, W, 3] for ``label`` (index or class name) and ``seed``.
+                 on_step: OnStep | None = None, *, prompt: str | None = None,
+                 style: str | int | None = None) -> np.ndarray:
+        """One uint8 image [H, W, C] for ``label`` (index or class name) and ``seed``; a text
+        bundle (schema v3) takes ``prompt`` (a plain string first argument is the prompt too)
+        and optionally ``style`` (a name of ``classes``; None: no style) and makes straight
+        RGBA [H, W, 4]: ``gen.generate(prompt="cat face", style="noto", seed=0)``.
 
         ``mode``: "fused" (the whole schedule in as few denoise calls as the graph allows),
         "stepwise" (one call per step, ``on_step(i, n)`` after each) or None (the manifest's
         ``sampling.mode``). Any N in 1..MAX_STEPS. ``on_step`` returning False raises
         :class:`GenerationCancelled` and returns nothing.
         """
-        return self.generate_batch([label], [seed], steps, guidance, mode, on_step)[0]
+        return self.generate_batch(None if label is None else [label], [seed], steps, guidance,
+                                   mode, on_step, prompts=None if prompt is None else [prompt],
+                                   styles=None if style is None else [style])[0]
 
-    def generate_batch(self, labels: Sequence[int | str], seeds: Sequence[int],
+    def generate_batch(self, labels: Sequence[int | str] | None, seeds: Sequence[int],
                        steps: int | None = None, guidance: float | None = None,
-                       mode: str | None = None, on_step: OnStep | None = None) -> np.ndarray:
-        """Like :meth:`generate` for a batch: uint8 [B, H, W, 3]; image b depends only on
-        (labels[b], seeds[b])."""
-        if len(labels) != len(seeds) or not len(labels):
-            raise ValueError(f"need one seed per label and at least one image, got "
-                             f"{len(labels)} labels and {len(seeds)} seeds")
+                       mode: str | None = None, on_step: OnStep | None = None, *,
+                       prompts: Sequence[str] | None = None,
+                       styles: Sequence[str | int | None] | None = None) -> np.ndarray:
+        """Like :meth:`generate` for a batch: uint8 [B, H, W, C]; image b depends only on
+        (labels[b] or prompts[b] and styles[b], seeds[b]). Each distinct prompt is encoded
+        once."""
+        count = len(prompts) if prompts is not None else len(labels) if labels is not None \
+            else 0
+        if count != len(seeds) or not count:
+            raise ValueError(f"need one seed per {'prompt' if prompts is not None else 'label'}"
+                             f" and at least one image, got {count} and {len(seeds)} seeds")
         n, g, mode = self.resolve(steps, guidance, mode)
-        y = np.asarray([self.class_index(c) for c in labels], dtype=np.int32)
-        z = self.sample_latents(self.noise(seeds), y, g, n, on_step, mode)
+        y, text = self._labels_for(labels, prompts, styles, len(seeds))
+        z = self.sample_latents(self.noise(seeds), y, g, n, on_step, mode, text=text)
         return self.decode(z)
 
-    def edit(self, image, label: int | str, seed: int, strength: float, mask=None,
-             steps: int | None = None, guidance: float | None = None, mode: str | None = None,
-             on_step: OnStep | None = None) -> np.ndarray:
+    def edit(self, image, label: int | str | None = None, seed: int = 0,
+             strength: float = 0.6, mask=None, steps: int | None = None,
+             guidance: float | None = None, mode: str | None = None,
+             on_step: OnStep | None = None, *, prompt: str | None = None,
+             style: str | int | None = None) -> np.ndarray:
         """Edit a uint8 RGB image [H, W, 3] of the bundle's size: img2img, or inpainting with
         ``mask`` (a KEEP mask in pixels: 1 / white keeps the input, 0 / black is repainted).
         ``strength`` in [0, 1]: 1 ignores the image (the same image as :meth:`generate` for
         ``seed``), 0 returns the codec round trip. Progress and cancel as in :meth:`generate`
-        (inpainting runs stepwise). Rules: BUNDLE.md "Editing" (``lrf.runtime.editing``)."""
+        (inpainting runs stepwise). Rules: BUNDLE.md "Editing" (``lrf.runtime.editing``).
+        A text bundle edits toward ``prompt`` (and ``style``) and takes straight RGBA [H, W, 4]
+        (or opaque RGB) images; its ``editing.schedule`` says how ``strength`` maps to the
+        steps (section 8)."""
         return editing.edit(self, image, label, seed, strength, mask, steps, guidance, mode,
-                            on_step)
+                            on_step, prompt=prompt, style=style)
 
     def sample_latents(self, z: np.ndarray, label: np.ndarray, guidance, steps: int,
-                       on_step: OnStep | None = None, mode: str = "stepwise") -> np.ndarray:
+                       on_step: OnStep | None = None, mode: str = "stepwise",
+                       text: dict[str, np.ndarray] | None = None) -> np.ndarray:
         """Noise [B,C,h,w] -> final latents after ``steps`` steps of the full schedule."""
         ts = scheduler.timesteps(steps, self.shift)
-        return self.denoise(z, ts, label, guidance, on_step, 1 if mode == "stepwise" else None)
+        return self.denoise(z, ts, label, guidance, on_step, 1 if mode == "stepwise" else None,
+                            text=text)
 
 
 def _latent_matches_graphs(bundle: Bundle, latent: tuple[int, int, int]) -> None:
@@ -359,6 +453,27 @@ def _latent_matches_graphs(bundle: Bundle, latent: tuple[int, int, int]) -> None
             raise ValueError(f"manifest.json: latent is {'x'.join(map(str, latent))} "
                              f"(channels x height x width) but graphs.{name} tensor "
                              f"{t.name!r} is {t.describe()}; the bundle is inconsistent")
+
+
+def _probe_vocabulary(session, spec, vocab_size: int) -> None:
+    """The text_encoder's embedding table has exactly ``vocab_size`` rows: the last id must
+    run and the next one must fail (engines refuse an out-of-range Gather), so a tokenizer
+    whose vocabulary does not match the graph is refused before any prompt is encoded."""
+    names = {t.role: t.name for t in spec.inputs}
+    mask = np.ones((1, 3), np.int64)
+
+    def runs(i: int) -> bool:
+        ids = np.asarray([[101, i, 102]], np.int64)
+        try:
+            session.run({names["token_ids"]: ids, names["attention_mask"]: mask})
+            return True
+        except ValueError:
+            return False
+
+    if not runs(vocab_size - 1) or runs(vocab_size):
+        raise ValueError(f"graphs.text_encoder: its embedding table does not have the "
+                         f"tokenizer's {vocab_size} rows (tokenizer.vocab_size); the tokenizer "
+                         "and the graph do not belong together: re-export the bundle")
 
 
 def _expect_shape(a: np.ndarray, shape: tuple, graph: str) -> np.ndarray:

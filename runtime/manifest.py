@@ -23,13 +23,26 @@ from lrf.runtime.containment import MANIFEST, ContainmentError, check_tree, insi
     onnx_external_data
 
 SCHEMA, SCHEMA_VERSION = sc.SCHEMA, sc.SCHEMA_VERSION
-DTYPES = {"float32": np.float32, "int32": np.int32, "uint8": np.uint8}
+DTYPES = {"float32": np.float32, "int32": np.int32, "uint8": np.uint8, "int64": np.int64}
 MAX_MANIFEST_BYTES = 16 << 20
-ROLES = {"latent", "timesteps", "label", "guidance", "image"}
-# graph -> (input roles, output roles) it must have (BUNDLE.md 2.2)
+ROLES = {"latent", "timesteps", "label", "guidance", "image", "token_ids", "attention_mask",
+         "text_pooled", "text_tokens"}
+# graph -> (input roles, output roles) it must have (BUNDLE.md 2.2; text bundles: 11.3)
 GRAPH_ROLES = {"denoise": ({"latent", "timesteps", "label", "guidance"}, {"latent"}),
                "decoder": ({"latent"}, {"image"}),
                "encoder": ({"image"}, {"latent"})}
+
+
+def graph_roles(manifest: dict) -> dict[str, tuple[set, set]]:
+    """The roles each graph must have in this bundle: a text bundle's ``denoise`` also takes
+    the prompt's conditioning, which its ``text_encoder`` makes."""
+    cond = manifest.get("conditioning") if manifest.get("schema_version") == 3 else None
+    if not cond or cond.get("kind") != "text":
+        return GRAPH_ROLES
+    text = {"text_pooled"} | ({"text_tokens", "attention_mask"} if cond["text_tokens"] else set())
+    return {**GRAPH_ROLES,
+            "denoise": (GRAPH_ROLES["denoise"][0] | text, {"latent"}),
+            "text_encoder": ({"token_ids", "attention_mask"}, text - {"attention_mask"})}
 V1_LINE = ("bundle schema v1 is no longer supported by this runtime (schema v2); re-export it "
            "with lrf-export")
 
@@ -147,7 +160,7 @@ class GraphSpec:
     raw: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
-    def from_dict(cls, name: str, d) -> "GraphSpec":
+    def from_dict(cls, name: str, d, required: dict | None = None) -> "GraphSpec":
         where = f"graphs.{name}"
         if not isinstance(d, dict):
             sc.fail(where, "a graph object", d)
@@ -164,7 +177,7 @@ class GraphSpec:
             names = [t.name for t in tensors[kind]]
             if len(set(roles)) != len(roles) or len(set(names)) != len(names):
                 sc.fail(f"{where}.{kind}", "distinct roles and names", roles)
-            need = GRAPH_ROLES.get(name, (set(), set()))[kind == "outputs"]
+            need = (required or GRAPH_ROLES).get(name, (set(), set()))[kind == "outputs"]
             if need and set(roles) != need:
                 sc.fail(f"{where}.{kind}", f"roles {sorted(need)}", sorted(roles))
         ext = d.get("external_data", [])
@@ -251,11 +264,11 @@ def read_manifest(path: str | os.PathLike) -> dict:
     version = manifest.get("schema_version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         sc.fail("schema_version", "a positive integer", version)
-    if version > SCHEMA_VERSION:
+    if version > max(sc.SUPPORTED_VERSIONS):
         raise ValueError(f"{MANIFEST}: bundle schema version {version} is newer than this "
                          f"runtime supports ({SCHEMA_VERSION}); update lrf-mobile or re-export "
                          "the bundle with the matching lrf-export")
-    if version < SCHEMA_VERSION:
+    if version not in sc.SUPPORTED_VERSIONS:
         raise ValueError(V1_LINE.replace("v1", f"v{version}"))
     sc.check_manifest(manifest)
     return manifest
@@ -308,7 +321,9 @@ def open_bundle(path: str | os.PathLike, verify: bool = True) -> Bundle:
     check_tree(root, set(files))
     if verify:
         verify_files(root, manifest)
-    graphs = {name: GraphSpec.from_dict(name, g) for name, g in manifest["graphs"].items()}
+    required = graph_roles(manifest)
+    graphs = {name: GraphSpec.from_dict(name, g, required)
+              for name, g in manifest["graphs"].items()}
     bundle = Bundle(path=root, manifest=manifest, graphs=graphs)
     for name, g in graphs.items():
         listed = g.file in files or any(f.startswith(g.file + "/") for f in files)

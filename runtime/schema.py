@@ -1,4 +1,4 @@
-"""The one schema check of a v2 ``manifest.json`` (``runtime/BUNDLE.md`` sections 2-4).
+"""The one schema check of a v2 or v3 ``manifest.json`` (``runtime/BUNDLE.md`` sections 2-4, 11).
 
 Every field the runtime uses gets a type and a range here; a failure raises
 :class:`ManifestError` with one line: ``manifest.json: <field>: expected <what>, got <value>``.
@@ -15,7 +15,8 @@ from lrf.runtime import scheduler
 from lrf.runtime.containment import MAX_PATH_CHARS, MAX_PATH_PARTS, path_problem
 
 SCHEMA = "lrf-bundle"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+SUPPORTED_VERSIONS = (2, 3)   # v2: class bundles (RGB); v3 adds prompts, the tokenizer and RGBA
 TARGETS = ("onnx", "executorch", "coreml")
 PRECISIONS = ("fp32", "int8")
 IMAGE_FORMATS = ("uint8_nhwc", "float_nchw")
@@ -131,7 +132,10 @@ def check_manifest(m: dict) -> None:
         integer(lat, k, f"latent.{k}", 1, MAX_DIM)
     img = obj(m, "image", "image")
     string(img, "format", "image.format", IMAGE_FORMATS)
-    integer(img, "channels", "image.channels", 3, 3)
+    v3 = m.get("schema_version") == 3
+    ch = integer(img, "channels", "image.channels", 3, 4 if v3 else 3)
+    if v3:
+        string(img, "color", "image.color", ["RGB" if ch == 3 else "RGBA"])
     codec = obj(m, "codec", "codec")
     f = integer(codec, "scale_factor", "codec.scale_factor", 8, 8)
     integer(codec, "latent_channels", "codec.latent_channels", c, c)
@@ -167,6 +171,42 @@ def check_manifest(m: dict) -> None:
     graphs = obj(m, "graphs", "graphs")
     for required in ("denoise", "decoder"):
         obj(graphs, required, f"graphs.{required}")
+    if v3:
+        check_conditioning(m, graphs)
+
+
+TOKENIZER_TYPE = "bert-wordpiece-uncased"
+SPECIAL_TOKENS = {"[PAD]": 0, "[UNK]": 100, "[CLS]": 101, "[SEP]": 102, "[MASK]": 103}
+MAX_VOCAB = 1 << 20
+
+
+def check_conditioning(m: dict, graphs: dict) -> None:
+    """v3 ``conditioning`` (and, for prompts, ``tokenizer`` and the ``text_encoder`` graph)."""
+    cond = obj(m, "conditioning", "conditioning")
+    kind = string(cond, "kind", "conditioning.kind", ["class", "text"])
+    null = obj(cond, "null", "conditioning.null")
+    n = len(m["classes"])
+    if kind == "class":
+        integer(null, "class", "conditioning.null.class", n, n)
+        return
+    v = missing(null, "prompt", "conditioning.null.prompt")
+    if v != "":
+        fail("conditioning.null.prompt", "'' (the empty prompt)", v)
+    integer(null, "style", "conditioning.null.style", n, n)
+    integer(cond, "text_dim", "conditioning.text_dim", 1, 8192)
+    boolean(cond, "text_tokens", "conditioning.text_tokens")
+    obj(graphs, "text_encoder", "graphs.text_encoder")
+    tok = obj(m, "tokenizer", "tokenizer")
+    string(tok, "type", "tokenizer.type", [TOKENIZER_TYPE])
+    for k in ("tokenizer_json", "vocab"):
+        relpath(missing(tok, k, f"tokenizer.{k}"), f"tokenizer.{k}")
+        if tok[k] not in m["files"]:
+            fail(f"tokenizer.{k}", "a path listed in files", tok[k])
+    integer(tok, "vocab_size", "tokenizer.vocab_size", 104, MAX_VOCAB)
+    integer(tok, "max_tokens", "tokenizer.max_tokens", 2, 512)
+    special = obj(tok, "special_tokens", "tokenizer.special_tokens")
+    if special != SPECIAL_TOKENS:
+        fail("tokenizer.special_tokens", str(SPECIAL_TOKENS), special)
 
 
 def check_scheduler(sch: dict, shift: float) -> None:

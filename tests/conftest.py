@@ -111,3 +111,35 @@ def taef2_dir():
         pytest.skip(f"needs the TAEF2 weights at {TAEF2_DIR} (../shared/weights/taef2; set "
                     "LRF_SHARED_DIR to their shared folder)")
     return TAEF2_DIR
+
+
+TEXT_STYLES = ["noto", "outline"]
+
+
+def make_text_checkpoint(path, seed: int = 0, turbo: bool = True, attention: bool = False,
+                         steps: int | None = None):
+    """A text-to-image checkpoint in well under a second, no training: the ``tiny-text`` core
+    with random (non-zero) weights, an RGBA vivid codec and two styles. ``turbo``: a
+    step-size-conditioned guidance-distilled student (1 step by default), else a teacher
+    (3 steps). The text encoder is the frozen MiniLM of ``lrf.models.text``."""
+    from dataclasses import replace
+
+    from lrf.models.checkpoint import save_checkpoint
+    from lrf.models.codec import Codec
+    from lrf.models.config import get_preset
+    from lrf.models.lrf import LRFModel
+
+    torch.manual_seed(seed)
+    cfg = replace(get_preset("tiny-text"), text_attention=attention)
+    if turbo:
+        cfg = replace(cfg, guidance_embed=True, step_embed=True)
+    model = LRFModel.from_lrf_config(cfg)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    codec = Codec.new(**VIVID_CODEC, in_channels=4, out_channels=4)
+    _vivid(codec)
+    codec = Codec(codec.ae, [0.1, -0.2, 0.3, 0.0], [1.5, 0.8, 1.2, 1.0])
+    sampling = {"steps": steps or (1 if turbo else 3), "guidance": 3.0, "shift": 1.0}
+    save_checkpoint(path, model, codec, list(TEXT_STYLES), sampling=sampling)
+    return str(path)

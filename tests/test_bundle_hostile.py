@@ -249,9 +249,9 @@ def test_v1_bundle_is_refused_with_one_line_to_re_export(copy):
 
 def test_newer_schema_is_refused(copy):
     m = read(copy)
-    m["schema_version"] = 3
+    m["schema_version"] = 4
     write(copy, m, refresh=False)
-    _refused(copy, "schema version 3 is newer than this runtime supports")
+    _refused(copy, "schema version 4 is newer than this runtime supports")
 
 
 def test_missing_and_corrupt_files(copy, tmp_path):

@@ -1,0 +1,270 @@
+"""Schema v3 text bundles (issue 27): exported in the test from tiny random text checkpoints
+(``conftest.make_text_checkpoint``), then read through ``lrf.runtime`` the way an app does:
+prompt + style + seed -> RGBA image against the PyTorch reference, the embedding cache, the
+golden files, the turbo edit schedule, the CLI, and hostile prompts and tokenizer files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bundle_factory import read, write
+from conftest import make_text_checkpoint
+from lrf.exporter.metrics import psnr
+
+GATE_PROMPTS = 48   # the exporter's default is 1,000; the gate's rule is the same
+
+
+@pytest.fixture(scope="module")
+def text_ckpt(tmp_path_factory):
+    return make_text_checkpoint(tmp_path_factory.mktemp("text") / "turbo")
+
+
+@pytest.fixture(scope="module")
+def text_bundle(tmp_path_factory, text_ckpt):
+    from lrf.exporter.text_export import export_text_bundle
+    from lrf.models.checkpoint import load_checkpoint
+
+    out = tmp_path_factory.mktemp("textb") / "bundle"
+    return export_text_bundle(load_checkpoint(text_ckpt), out, text_prompts=GATE_PROMPTS,
+                              parity_images=3, log=lambda s: None)
+
+
+@pytest.fixture
+def copy(tmp_path, text_bundle):
+    return shutil.copytree(text_bundle, tmp_path / "b")
+
+
+def _gen(path):
+    from lrf.runtime import Generator
+
+    return Generator.load(path, threads=1)
+
+
+# ---------------------------------------------------------------- contract and parity
+def test_manifest_is_v3_with_text_sections(text_bundle):
+    m = read(text_bundle)
+    assert m["schema_version"] == 3
+    assert m["image"]["channels"] == 4 and m["image"]["color"] == "RGBA"
+    assert m["conditioning"]["kind"] == "text" and m["conditioning"]["null"] == {
+        "prompt": "", "style": len(m["classes"])}
+    tok = m["tokenizer"]
+    assert tok["vocab_size"] == 30522 and tok["max_tokens"] == 32
+    assert {tok["tokenizer_json"], tok["vocab"]} <= set(m["files"])
+    te = m["graphs"]["text_encoder"]
+    assert [t["role"] for t in te["inputs"]] == ["token_ids", "attention_mask"]
+    assert [t["dtype"] for t in te["inputs"]] == ["int64", "int64"]
+    assert [t["role"] for t in te["outputs"]] == ["text_pooled"]
+    assert "text_pooled" in [t["role"] for t in m["graphs"]["denoise"]["inputs"]]
+    assert m["editing"]["schedule"] == "scaled"            # a step-conditioned student
+    assert m["parity"]["text_encoder"]["prompts"] == GATE_PROMPTS
+    assert m["parity"]["text_encoder"]["min"] >= 0.99 and m["parity"]["image"]["value"] >= 40
+
+
+def test_prompt_and_style_match_the_pytorch_reference(text_bundle, text_ckpt):
+    from lrf.models.checkpoint import load_checkpoint
+    from lrf.models.reference import generate, to_uint8
+
+    ckpt = load_checkpoint(text_ckpt)
+    with _gen(text_bundle) as gen:
+        img = gen.generate(prompt="cat face", style="noto", seed=0)
+        assert img.shape == (32, 32, 4) and img.dtype == np.uint8
+        same = gen.generate("cat face", seed=0, style="noto")   # a str label is the prompt
+        other = gen.generate(prompt="red heart", style="noto", seed=0)
+        nostyle = gen.generate(prompt="cat face", seed=0)
+    ref = to_uint8(generate(ckpt, [0], [0], prompts=["cat face"]))[0]
+    assert psnr(ref, img) >= 40
+    assert np.array_equal(img, same)
+    assert not np.array_equal(img, other) and not np.array_equal(img, nostyle)
+
+
+def test_the_embedding_is_computed_once_per_prompt(text_bundle):
+    with _gen(text_bundle) as gen:
+        gen.generate_batch(None, [0, 1, 2], prompts=["cat face"] * 3, steps=3,
+                           mode="stepwise")
+        gen.generate(prompt="cat face", seed=5)
+        assert gen.prompt_cache().encoded == 1
+        gen.generate(prompt="dog face", seed=5)
+        assert gen.prompt_cache().encoded == 2
+
+
+def test_golden_files_reproduce(text_bundle):
+    from lrf.exporter.golden import judge, read_file
+    from lrf.runtime import Generator
+
+    with Generator.load(text_bundle, threads=1) as gen:
+        files = gen.manifest["golden"]["files"]
+        ids = read_file(gen.bundle, "token_ids")
+        tok = gen.prompt_cache().tokenizer.tokenizer
+        for row in ids["cases"]:
+            enc = tok.encode(row["prompt"])
+            assert (enc.ids, enc.attention_mask) == (row["ids"], row["attention_mask"])
+        by = {r["prompt"]: r["ids"] for r in ids["cases"]}
+        assert by[""] == [101, 102] and len(by[" ".join(["sparkles"] * 40)]) == 32
+        assert by["a [MASK] cat"] == [101, 1037, 103, 4937, 102]
+        inp = read_file(gen.bundle, "text_embedding.inputs")
+        out = gen.run("text_encoder", token_ids=np.asarray(inp["token_ids"], np.int64),
+                      attention_mask=np.asarray(inp["attention_mask"], np.int64))
+        for key in ("text_embedding.text_pooled", "text_embedding.reference_text_pooled"):
+            ok, value = judge(files[key]["tolerance"], read_file(gen.bundle, key),
+                              out["text_pooled"])
+            assert ok, (key, value)
+        case = next(c for c in gen.manifest["golden"]["cases"] if c.startswith("prompt_gen"))
+        c = gen.manifest["golden"]["cases"][case]
+        img = gen.generate(prompt=c["prompt"], style=c["style"], seed=int(c["seed"]),
+                           steps=c["steps"], mode="fused")
+        for content in ("image_fused", "reference_image"):
+            key = f"{case}.{content}"
+            ok, value = judge(files[key]["tolerance"], read_file(gen.bundle, key), img)
+            assert ok, (key, value)
+        edit = next(c for c in gen.manifest["golden"]["cases"] if c.startswith("prompt_img"))
+        e = gen.manifest["golden"]["cases"][edit]
+        got = gen.edit(read_file(gen.bundle, f"{edit}.input_image"), seed=int(e["seed"]),
+                       strength=e["strength"], prompt=e["prompt"], style=e["style"])
+        ok, value = judge(files[f"{edit}.reference_image"]["tolerance"],
+                          read_file(gen.bundle, f"{edit}.reference_image"), got)
+        assert ok, value
+
+
+# ---------------------------------------------------------------- editing on a turbo
+def test_strength_grades_a_one_step_turbo_edit(text_bundle, text_ckpt):
+    from lrf.models.checkpoint import load_checkpoint
+    from lrf.models.reference import edit, to_uint8
+
+    with _gen(text_bundle) as gen:
+        src = gen.generate(prompt="blue circle", seed=3)
+        strengths = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+        outs = [gen.edit(src, seed=7, strength=s, prompt="red heart") for s in strengths]
+        plain = gen.generate(prompt="red heart", seed=7)
+    rt = outs[0].astype(float)                         # strength 0: the codec round trip
+    dist = [float(np.abs(o.astype(float) - rt).mean()) for o in outs]
+    assert dist[0] == 0 and all(b > a for a, b in zip(dist, dist[1:])), dist
+    assert np.array_equal(outs[-1], plain)             # strength 1: plain generation
+    assert len({o.tobytes() for o in outs}) == len(outs)
+    ref = to_uint8(edit(load_checkpoint(text_ckpt), src, None, 7, 0.6, prompt="red heart"))[0]
+    assert psnr(ref, outs[3]) >= 40
+
+
+# ---------------------------------------------------------------- CLI
+def test_cli_writes_rgba_png_and_a_prompt_grid(text_bundle, tmp_path, capsys):
+    from lrf.models.cli import main
+
+    out, grid = tmp_path / "cat.png", tmp_path / "grid.png"
+    assert main(["--bundle", str(text_bundle), "--prompt", "cat face", "--style", "noto",
+                 "--out", str(out), "--no-progress"]) == 0
+    with Image.open(out) as im:
+        assert im.mode == "RGBA" and im.size == (32, 32)
+    assert main(["--bundle", str(text_bundle), "--prompt", "cat face", "--prompt", "red heart",
+                 "--grid", str(grid), "--per-class", "2", "--no-progress"]) == 0
+    with Image.open(grid) as im:
+        assert im.mode == "RGBA"
+    assert main(["--bundle", str(text_bundle), "--class", "noto", "--out",
+                 str(tmp_path / "x.png")]) == 2
+    assert "text-to-image" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- hostile input
+@pytest.mark.parametrize("prompt, words", [
+    ("cat\x00face", "NUL"), ("x" * (1 << 20), "characters"), ("cat \ud800", "surrogate"),
+    (b"cat", "must be a str"), ("", "empty"), ("a\u202eb", "bidirectional"),
+])
+def test_hostile_prompts_get_one_line(text_bundle, prompt, words):
+    with _gen(text_bundle) as gen:
+        with pytest.raises(ValueError, match=words) as e:
+            gen.generate(prompt=prompt, seed=0)
+    assert "\n" not in str(e.value)
+
+
+def test_any_unicode_prompt_runs(text_bundle):
+    with _gen(text_bundle) as gen:
+        for p in ["猫的脸 🐱‍👤", "🇯🇵", "Ωμέγα", "\U0010fffd", "[MASK] [PAD]", "e\u0301" * 500]:
+            assert gen.generate(prompt=p, seed=1).shape == (32, 32, 4)
+
+
+def test_out_of_range_token_ids_are_refused(text_bundle):
+    with _gen(text_bundle) as gen:
+        for bad in (30522, -1, 2**40):
+            with pytest.raises(ValueError, match="outside the vocabulary"):
+                gen.run("text_encoder", token_ids=np.asarray([[101, bad, 102]], np.int64),
+                        attention_mask=np.ones((1, 3), np.int64))
+
+
+def _retokenize(copy, edit_vocab=None, edit_json=None):
+    tj, vt = copy / "tokenizer" / "tokenizer.json", copy / "tokenizer" / "vocab.txt"
+    if edit_vocab:
+        vt.write_text(edit_vocab(vt.read_text(encoding="utf-8")), encoding="utf-8")
+    if edit_json:
+        tj.write_bytes(edit_json(tj.read_bytes()))
+    write(copy, read(copy))
+
+
+def _dup(text):
+    lines = text.split("\n")
+    lines[2000] = lines[1999]
+    return "\n".join(lines)
+
+
+def _shrink_json(raw):
+    d = json.loads(raw)
+    d["model"]["vocab"].pop("[unused0]")
+    return json.dumps(d).encode()
+
+
+@pytest.mark.parametrize("vocab, js, words", [
+    (None, lambda raw: raw[:-40], "not valid JSON"),
+    (None, lambda raw: b" " * (17 << 20), "more than a tokenizer file"),
+    (_dup, None, "duplicates line"),
+    (lambda t: t.replace("\n", "\r\n"), None, "line ends"),
+    (None, lambda raw: raw.replace(b'"lowercase":true', b'"lowercase":false'), "normalizer"),
+    (None, _shrink_json, "model.vocab"),
+])
+def test_hostile_tokenizer_files_are_refused(copy, vocab, js, words):
+    _retokenize(copy, vocab, js)
+    with _gen(copy) as gen:
+        with pytest.raises(ValueError, match=words) as e:
+            gen.generate(prompt="cat", seed=0)
+    assert "\n" not in str(e.value)
+
+
+def test_vocabulary_not_matching_the_embedding_table_is_refused(copy):
+    """A consistent tokenizer of one token fewer than the graph's table (vocab.txt,
+    tokenizer.json and the manifest agree with each other, not with the graph)."""
+    def vocab(text):
+        return "\n".join(text.split("\n")[:-2]) + "\n"
+
+    def js(raw):
+        d = json.loads(raw)
+        last = max(d["model"]["vocab"], key=d["model"]["vocab"].get)
+        d["model"]["vocab"].pop(last)
+        return json.dumps(d, ensure_ascii=False).encode()
+
+    _retokenize(copy, vocab, js)
+    m = read(copy)
+    m["tokenizer"]["vocab_size"] = 30521
+    write(copy, m)
+    with _gen(copy) as gen:
+        with pytest.raises(ValueError, match="embedding table"):
+            gen.generate(prompt="cat", seed=0)
+
+
+def test_manifest_without_tokenizer_section_is_refused(copy):
+    from lrf.runtime import Generator
+
+    m = read(copy)
+    del m["tokenizer"]
+    write(copy, m)
+    with pytest.raises(ValueError, match="tokenizer: missing"):
+        Generator.load(copy)
+
+
+def test_class_bundle_refuses_a_prompt(tmp_path_factory, vivid_checkpoint):
+    from bundle_factory import shared_bundle
+
+    with _gen(shared_bundle(tmp_path_factory, vivid_checkpoint)) as gen:
+        with pytest.raises(ValueError, match="class-conditioned"):
+            gen.generate(prompt="cat", seed=0)
+        assert gen.generate("cat", seed=0).shape[-1] == 3
