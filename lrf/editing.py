@@ -57,9 +57,23 @@ def blend(z: np.ndarray, z_img: np.ndarray, noise: np.ndarray, t, keep: np.ndarr
 
 
 def check_image(image, height: int | None = None, width: int | None = None,
-                factor: int = 8, what: str = "image") -> np.ndarray:
+                factor: int = 8, what: str = "image", channels: int = 3) -> np.ndarray:
     """An RGB uint8 image [H, W, 3] (PIL image or array), H and W divisible by ``factor`` and,
-    when given, equal to ``height`` x ``width``; ValueError saying what to do otherwise."""
+    when given, equal to ``height`` x ``width``; ValueError saying what to do otherwise.
+    ``channels=4`` (an RGBA model): straight RGBA [H, W, 4]; an RGB image is taken as opaque."""
+    if channels == 4:
+        if hasattr(image, "mode") and hasattr(image, "size"):
+            image = np.asarray(image.convert("RGBA"))
+        a = np.asarray(image)
+        if a.ndim == 3 and a.shape[2] == 3:
+            a = np.concatenate([a, np.full(a.shape[:2] + (1,), 255, a.dtype)], axis=2)
+        if a.ndim != 3 or a.shape[2] != 4:
+            raise ValueError(f"{what} must be RGBA [H, W, 4] or RGB [H, W, 3], got shape "
+                             f"{list(a.shape)}")
+        if a.dtype != np.uint8:
+            raise ValueError(f"{what} must be uint8 (0-255), got {a.dtype}")
+        _check_size(a.shape[:2], height, width, factor, what)
+        return np.ascontiguousarray(a)
     if hasattr(image, "mode") and hasattr(image, "size"):  # a PIL image, without importing PIL
         if image.mode not in ("RGB", "RGBA") or (image.mode == "RGBA" and
                                                   image.getextrema()[3][0] < 255):

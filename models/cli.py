@@ -82,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="exported bundle folder, run through lrf.runtime (no torch); with no "
                           "folder, the prebuilt turbo int8 bundle in models/bundles/")
     p.add_argument("--class", dest="cls", default=None, help="class name or index")
+    p.add_argument("--prompt", action="append", default=None,
+                   help="text models: what to draw (repeat it for one --grid row per prompt)")
+    p.add_argument("--style", default=None,
+                   help="text models: one of the model's styles (default: none, any style)")
     p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--steps", type=int_arg("--steps", 1, 1000), default=None,
                    help="Euler steps, at most 1000 (default: the model's own)")
@@ -142,12 +146,14 @@ class _TooLarge(Exception):
     pass
 
 
-def edit_inputs(args, height: int, width: int):
-    """The validated --init-image (uint8 [H,W,3]) and --mask (bool keep mask or None)."""
+def edit_inputs(args, height: int, width: int, channels: int = 3):
+    """The validated --init-image (uint8 [H,W,3], or [H,W,4] for an RGBA model) and --mask
+    (bool keep mask or None)."""
     from lrf import editing
 
     image = editing.check_image(read_picture(args.init_image, "--init-image", (width, height)),
-                                height, width, what=f"--init-image {args.init_image!r}")
+                                height, width, what=f"--init-image {args.init_image!r}",
+                                channels=channels)
     mask = None if args.mask is None else editing.keep_pixels(
         read_picture(args.mask, "--mask", (width, height)), height, width,
         what=f"--mask {args.mask!r}")
@@ -199,6 +205,11 @@ def _torch_images(args, labels, seeds):
             check_guidance(ckpt.sampling.get("guidance", 3.0))
         except ValueError as e:
             raise ValueError(f"checkpoint {args.checkpoint or 'default'}: sampling.{e}") from None
+    if ckpt.config.text_dim:
+        return _torch_text_images(args, ckpt)
+    if args.prompt or args.style is not None:
+        raise ValueError(f"checkpoint {args.checkpoint or 'default'} is class-conditioned: "
+                         "pass --class, not --prompt/--style")
     labels = [ckpt.class_index(c) for c in labels] if labels else None
     if args.init_image:
         from lrf.models.reference import edit
@@ -211,6 +222,33 @@ def _torch_images(args, labels, seeds):
     return ckpt.classes, labels, (lambda lab, sd: to_uint8(generate(
         ckpt, lab, sd, steps=args.steps, guidance=args.guidance,
         on_step=_Progress(not args.no_progress))))
+
+
+def _torch_text_images(args, ckpt):
+    """(row names, style labels, run) for a text checkpoint: one prompt per image."""
+    from lrf.models.reference import edit, generate, to_uint8
+
+    if args.cls is not None:
+        raise ValueError(f"checkpoint {args.checkpoint} is text-to-image: pass --prompt TEXT "
+                         f"(and --style, one of {', '.join(ckpt.classes)}), not --class")
+    if not args.prompt:
+        raise ValueError(f"checkpoint {args.checkpoint} is text-to-image: pass --prompt TEXT")
+    style = ckpt.config.null_class
+    if args.style is not None:
+        if args.style not in ckpt.classes:
+            raise ValueError(f"unknown --style {args.style!r}; valid: {', '.join(ckpt.classes)}")
+        style = ckpt.classes.index(args.style)
+    prompts = list(args.prompt)
+    progress = _Progress(not args.no_progress)
+    if args.init_image:
+        side = ckpt.config.latent_size * ckpt.codec.scale_factor
+        image, mask = edit_inputs(args, side, side, channels=4)
+        return prompts, [0], (lambda lab, sd: to_uint8(edit(
+            ckpt, image, style, sd[0], _edit_strength(args), mask, steps=args.steps,
+            guidance=args.guidance, on_step=progress, prompt=prompts[0])))
+    return prompts, [0], (lambda rows, sd: to_uint8(generate(
+        ckpt, [style] * len(rows), sd, steps=args.steps, guidance=args.guidance,
+        on_step=progress, prompts=[prompts[r] for r in rows])))
 
 
 def _edit_strength(args) -> float:
@@ -295,8 +333,13 @@ def main(argv: list[str] | None = None) -> int:
         print("lrf-generate: error: nothing to write: pass --out FILE.png and/or --grid FILE.png",
               file=sys.stderr)
         return 2
-    if args.out and args.cls is None:
-        print("lrf-generate: error: --out needs --class NAME", file=sys.stderr)
+    if args.out and args.cls is None and not args.prompt:
+        print("lrf-generate: error: --out needs --class NAME (or --prompt TEXT for a text "
+              "model)", file=sys.stderr)
+        return 2
+    if args.out and args.prompt and len(args.prompt) > 1:
+        print("lrf-generate: error: --out draws one prompt; give several --prompt only with "
+              "--grid", file=sys.stderr)
         return 2
     edit_flag = next((f for f, v in (("--strength", args.strength), ("--mask", args.mask))
                       if v is not None), None)
@@ -317,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
             _png_name(path, flag)
     backend = _bundle_images if args.bundle is not None else _torch_images
     classes, labels, run = backend(args, [args.cls] if args.cls is not None else [], None)
+    if args.prompt:
+        return _write_prompted(args, classes, run)
     if args.out:
         img = run(labels, [args.seed])[0]
         save_png(img, args.out)
@@ -328,6 +373,25 @@ def main(argv: list[str] | None = None) -> int:
         imgs = run(lab, list(range(k)) * len(classes))
         save_png(make_grid(imgs, len(classes)), args.grid, "--grid")
         print_result(f"wrote {args.grid} ({len(classes)} rows x {k} seeds)")
+    return 0
+
+
+def _write_prompted(args, prompts: list[str], run) -> int:
+    """--out: the first prompt; --grid: one row per prompt, --per-class seeds in each."""
+    from lrf.cli import one_line
+
+    style = f", style {args.style}" if args.style else ""
+    if args.out:
+        save_png(run([0], [args.seed])[0], args.out)
+        how = f", strength {_edit_strength(args)}" if args.init_image else ""
+        print_result(f"wrote {args.out} (prompt {one_line(repr(prompts[0]), 80)}{style}, "
+                     f"seed {args.seed}{how})")
+    if args.grid:
+        k = args.per_class
+        rows = [r for r in range(len(prompts)) for _ in range(k)]
+        imgs = run(rows, list(range(k)) * len(prompts))
+        save_png(make_grid(imgs, len(prompts)), args.grid, "--grid")
+        print_result(f"wrote {args.grid} ({len(prompts)} prompt rows x {k} seeds{style})")
     return 0
 
 

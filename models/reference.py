@@ -15,7 +15,7 @@ from diffusers import DiffusionPipeline, FlowMatchEulerDiscreteScheduler
 from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
 
 from lrf.models.checkpoint import Checkpoint, load_checkpoint
-from lrf.models.codec import Codec, model_to_rgba
+from lrf.models.codec import Codec, model_to_rgba, rgba_to_model
 from lrf.models.flow import euler_sample, guided_velocity, timesteps
 from lrf.models.lrf import LRFModel
 from lrf import editing, prng
@@ -138,43 +138,52 @@ def from_uint8(images: np.ndarray) -> torch.Tensor:
 @torch.no_grad()
 def edit(ckpt: Checkpoint, image, label: int | str, seed: int, strength: float, mask=None, *,
          steps: int | None = None, guidance: float | None = None, shift: float | None = None,
-         on_step: Callable[[int, int], bool | None] | None = None) -> torch.Tensor:
+         on_step: Callable[[int, int], bool | None] | None = None,
+         prompt: str | None = None) -> torch.Tensor:
     """Edit one image: [1,3,H,W] in [-1, 1] (``to_uint8`` for pixels).
 
     ``image``: uint8 RGB [H, W, 3] (or a PIL image) of the model's size. ``strength`` in [0, 1]:
     1 ignores the image (exactly :func:`generate` for ``seed``), 0 returns its codec round trip.
     ``mask``: KEEP mask in pixels (1 / white keeps the input, 0 / black is repainted), or None
     for plain img2img. The rules are ``lrf.editing``'s (``runtime/BUNDLE.md``, "Editing").
-    ``on_step(i, n)`` after each of the n steps of the window; False cancels.
+    ``on_step(i, n)`` after each of the n steps of the window; False cancels. A text model
+    edits toward ``prompt`` (``label`` is then the style, or ``cfg.null_class``) and takes
+    RGBA (or opaque RGB) images.
     """
     return edit_batch(ckpt, [image], [label], [seed], strength, None if mask is None else [mask],
-                      steps=steps, guidance=guidance, shift=shift, on_step=on_step)
+                      steps=steps, guidance=guidance, shift=shift, on_step=on_step,
+                      prompts=None if prompt is None else [prompt])
 
 
 @torch.no_grad()
 def edit_batch(ckpt: Checkpoint, images, labels: Sequence[int | str], seeds: Sequence[int],
                strength: float, masks=None, *, steps: int | None = None,
                guidance: float | None = None, shift: float | None = None,
-               on_step: Callable[[int, int], bool | None] | None = None) -> torch.Tensor:
+               on_step: Callable[[int, int], bool | None] | None = None,
+               prompts: Sequence[str] | None = None) -> torch.Tensor:
     """:func:`edit` for a batch: image b depends only on (images[b], labels[b], seeds[b],
-    masks[b]). Returns [B,3,H,W] in [-1, 1]."""
+    masks[b], prompts[b]). Returns [B,C,H,W] in [-1, 1]."""
     cfg = ckpt.config
     steps, guidance, shift = _sampling(ckpt, labels, seeds, steps, guidance, shift)
+    text, null_text = _text_kwargs(ckpt, prompts, len(labels))
+    channels = int(ckpt.codec.ae.config.in_channels)
     f, side = ckpt.codec.scale_factor, cfg.latent_size * ckpt.codec.scale_factor
     if len(images) != len(labels) or (masks is not None and len(masks) != len(labels)):
         raise ValueError(f"need one image{' and mask' if masks is not None else ''} per label, "
                          f"got {len(images)} images for {len(labels)} labels")
-    x = np.stack([editing.check_image(im, side, side, f) for im in images])
+    x = np.stack([editing.check_image(im, side, side, f, channels=channels) for im in images])
     keep = None if masks is None else np.stack(
         [editing.latent_keep_mask(m, side, side, f) for m in masks])[:, None]   # [B,1,h,w]
-    y = torch.as_tensor([ckpt.class_index(c) for c in labels], dtype=torch.long)
+    y = torch.as_tensor([cfg.null_class if text is not None and c is None else
+                         ckpt.class_index(c) for c in labels], dtype=torch.long)
     win = editing.edit_window(timesteps(steps, shift).numpy(), strength,
                               editing.default_schedule(cfg))
     noise = portable_noise(seeds, cfg.latent_channels, (cfg.latent_size,) * 2).numpy()
-    z_img = ckpt.codec.encode(from_uint8(x)).numpy()                           # [B,C,h,w]
+    pixels = rgba_to_model(x) if channels == 4 else from_uint8(x)
+    z_img = ckpt.codec.encode(pixels).numpy()                                  # [B,C,h,w]
     z = torch.from_numpy(editing.noised(z_img, noise, win[0]))
     n = len(win) - 1
-    sample = dict(guidance=guidance, null_class=cfg.null_class)
+    sample = dict(guidance=guidance, null_class=cfg.null_class, text=text, null_text=null_text)
     if keep is None and n:
         z = euler_sample(ckpt.model, z, y, ts=torch.from_numpy(win), on_step=on_step, **sample)
     elif keep is not None:
@@ -203,13 +212,17 @@ class LRFPipeline(DiffusionPipeline):
         self.register_to_config(latent_mean=latent_mean, latent_std=latent_std,
                                 class_names=class_names)
         self._codec = Codec(vae, latent_mean, latent_std)
+        self._text: PromptConditioner | None = None
 
     @classmethod
     def from_checkpoint(cls, ckpt: Checkpoint) -> "LRFPipeline":
         stats = ckpt.codec.stats_dict()
-        return cls(ckpt.model, ckpt.codec.ae,
+        pipe = cls(ckpt.model, ckpt.codec.ae,
                    FlowMatchEulerDiscreteScheduler(shift=ckpt.sampling.get("shift", 1.0)),
                    stats["latent_mean"], stats["latent_std"], list(ckpt.classes))
+        if ckpt.config.text_dim:
+            pipe._text = PromptConditioner(ckpt)
+        return pipe
 
     @classmethod
     def from_pretrained(cls, path=None, **kwargs) -> "LRFPipeline":
@@ -220,11 +233,17 @@ class LRFPipeline(DiffusionPipeline):
         return cls.from_checkpoint(load_checkpoint(path))
 
     @torch.no_grad()
-    def __call__(self, class_labels: Sequence[int | str], num_inference_steps: int = 50,
-                 guidance_scale: float = 3.0, seeds: Sequence[int] | None = None,
-                 output_type: str = "pil", return_dict: bool = True, image=None,
-                 strength: float | None = None, keep_mask=None, mask_image=None):
+    def __call__(self, class_labels: Sequence[int | str] | None = None,
+                 num_inference_steps: int = 50, guidance_scale: float = 3.0,
+                 seeds: Sequence[int] | None = None, output_type: str = "pil",
+                 return_dict: bool = True, image=None, strength: float | None = None,
+                 keep_mask=None, mask_image=None, prompt: str | Sequence[str] | None = None,
+                 style: str | Sequence[str | None] | None = None):
         """Generate, or with ``image=`` edit (img2img; with ``keep_mask=`` inpainting).
+
+        A text checkpoint takes ``prompt`` (one string or one per image) and optionally
+        ``style`` (one of its styles, one per prompt, or None for no style) instead of
+        ``class_labels``; its images are RGBA.
 
         As in diffusers: ``image`` is one image or one per label (PIL or uint8 [H,W,3] /
         [B,H,W,3]); ``strength`` defaults to 0.8 for img2img and 1.0 for inpainting;
@@ -239,7 +258,27 @@ class LRFPipeline(DiffusionPipeline):
                              "keep_mask= (white = keep, black = repaint), lrf's one convention")
         cfg = self.transformer.cfg
         names = self.config.class_names or []
-        labels = [names.index(c) if isinstance(c, str) else int(c) for c in class_labels]
+        text = null_text = None
+        if self._text is not None:
+            if prompt is None or class_labels is not None:
+                raise ValueError("this checkpoint is text-to-image: pass prompt= (and style=), "
+                                 "not class_labels")
+            prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+            st = style if isinstance(style, (list, tuple)) else [style] * len(prompts)
+            if len(st) != len(prompts):
+                raise ValueError(f"style: {len(st)} given for {len(prompts)} prompts")
+            for s_ in st:
+                if s_ is not None and s_ not in names:
+                    raise ValueError(f"unknown style {s_!r}; valid: {', '.join(names)}")
+            class_labels = [cfg.null_class if s_ is None else names.index(s_) for s_ in st]
+            text, null_text = self._text(prompts), self._text.null()
+        elif prompt is not None or style is not None:
+            raise ValueError("this checkpoint is class-conditioned: pass class_labels=, not "
+                             "prompt=/style=")
+        if class_labels is None:
+            raise ValueError("pass class_labels= (the classes to draw)")
+        labels = [c if self._text is not None else names.index(c) if isinstance(c, str)
+                  else int(c) for c in class_labels]
         seeds = list(range(len(labels))) if seeds is None else list(seeds)
         noise = portable_noise(seeds, cfg.latent_channels, (cfg.latent_size, cfg.latent_size))
         y = torch.as_tensor(labels, dtype=torch.long)
@@ -259,7 +298,8 @@ class LRFPipeline(DiffusionPipeline):
         self.scheduler.set_begin_index(i0)
         for i in self.progress_bar(range(i0, n)):
             v = guided_velocity(self.transformer, z, sigmas[i].reshape(1), y, guidance_scale,
-                                cfg.null_class, step=sigmas[i] - sigmas[i + 1])
+                                cfg.null_class, step=sigmas[i] - sigmas[i + 1], text=text,
+                                null_text=null_text)
             z = self.scheduler.step(v, self.scheduler.timesteps[i], z, return_dict=False)[0]
             if keep is not None:
                 z = torch.from_numpy(editing.blend(z.numpy(), z_img, noise.numpy(),
@@ -277,13 +317,15 @@ class LRFPipeline(DiffusionPipeline):
         side = self.transformer.cfg.latent_size * self._codec.scale_factor
         f = self._codec.scale_factor
         images = _per_label(image, batch, "image", 3)
-        x = np.stack([editing.check_image(im, side, side, f) for im in images])
+        channels = int(self._codec.ae.config.in_channels)
+        x = np.stack([editing.check_image(im, side, side, f, channels=channels) for im in images])
         keep = None
         if keep_mask is not None:
             masks = _per_label(keep_mask, batch, "keep_mask", 2)
             keep = np.stack([editing.latent_keep_mask(m, side, side, f)
                              for m in masks])[:, None]
-        return self._codec.encode(from_uint8(x)).numpy(), keep
+        pixels = rgba_to_model(x) if channels == 4 else from_uint8(x)
+        return self._codec.encode(pixels).numpy(), keep
 
 
 def _per_label(x, batch: int, what: str, ndim: int) -> list:

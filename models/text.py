@@ -67,7 +67,9 @@ class TextEncoder(nn.Module):
     def __init__(self, path: str | os.PathLike | None = None):
         super().__init__()
         from transformers import BertModel
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.set_verbosity_error()   # its load report lists the unused pooler: noise
         self.bert = BertModel.from_pretrained(str(path or minilm_dir()), add_pooling_layer=False,
                                               local_files_only=True)
         self.bert.eval().requires_grad_(False)

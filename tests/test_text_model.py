@@ -227,19 +227,35 @@ def test_resume_continues_the_same_run(trained, tmp_path):
     assert main(args + ["--steps", "12"]) == 0
     steps = [json.loads(line)["step"] for line in open(out / "flow_log.jsonl")]
     assert max(steps) == 12
-    with pytest.raises(SystemExit):   # other options: refused with one line
-        assert main(args[:-2] + ["--eval-every", "4", "--steps", "16", "--lr", "0.5"]) != 0
+    # other options: refused with one line naming the option, and nothing trained
+    assert main(args + ["--steps", "16", "--lr", "0.5"]) == 2
+    assert max(json.loads(line)["step"] for line in open(out / "flow_log.jsonl")) == 12
+
+
+def _vivid_checkpoint(path):
+    """The trained tiny checkpoint with a random codec whose images follow the latent (the
+    few-step trained one decodes every latent to nearly the same picture)."""
+    from conftest import _vivid
+    from lrf.models.checkpoint import load_checkpoint
+    from lrf.training.ae_captioned import new_rgba_codec
+
+    ck = load_checkpoint(path)
+    torch.manual_seed(0)
+    codec = new_rgba_codec(8, ck.config.latent_channels, 8)
+    _vivid(codec)
+    ck.codec = codec.eval()
+    return ck
 
 
 def test_reference_generates_rgba_from_a_prompt(trained):
-    from lrf.models.checkpoint import load_checkpoint
     from lrf.models.reference import generate, to_uint8
 
-    ck = load_checkpoint(trained / "turbo" / "checkpoint")
-    a = to_uint8(generate(ck, [0, 0], [0, 1], prompts=["red circle", "red circle"]))
-    b = to_uint8(generate(ck, [0], [0], prompts=["blue square"]))
+    ck = _vivid_checkpoint(trained / "turbo" / "checkpoint")
+    xa = generate(ck, [0, 0], [0, 1], prompts=["red circle", "red circle"])
+    xb = generate(ck, [0], [0], prompts=["blue square"])
+    a = to_uint8(xa)
     assert a.shape == (2, 32, 32, 4) and a.dtype == np.uint8
-    assert not np.array_equal(a[0], b[0])                       # the prompt matters
+    assert not np.array_equal(a[0], to_uint8(xb)[0])          # the prompt matters
     again = to_uint8(generate(ck, [0], [0], prompts=["red circle"]))
     assert np.array_equal(again[0], a[0])                        # deterministic per seed
     with pytest.raises(ValueError, match="give a prompt"):
@@ -267,3 +283,72 @@ def test_lrf_eval_reports_alignment_baseline_and_grid(trained, tmp_path):
 
     with Image.open(tmp_path / "grid.png") as im:
         assert im.size[0] > 2 * 32 * len(STYLES)
+
+
+def test_pipeline_takes_prompt_and_style(trained):
+    from lrf.models.reference import LRFPipeline
+
+    assert LRFPipeline.from_pretrained(str(trained / "turbo" / "checkpoint"))._text is not None
+    pipe = LRFPipeline.from_checkpoint(_vivid_checkpoint(trained / "turbo" / "checkpoint"))
+    out = pipe(prompt=["red circle", "blue square"], style=["filled", None],
+               num_inference_steps=1, seeds=[0, 0], output_type="np").images
+    assert out.shape == (2, 32, 32, 4) and not np.array_equal(out[0], out[1])
+    pil = pipe(prompt="red circle", style="filled", num_inference_steps=1).images[0]
+    assert pil.mode == "RGBA"
+    with pytest.raises(ValueError, match="unknown style"):
+        pipe(prompt="red circle", style="cubist")
+    with pytest.raises(ValueError, match="text-to-image"):
+        pipe(class_labels=[0])
+
+
+def test_edit_moves_toward_the_prompt_and_keeps_masked_pixels(trained):
+    from lrf.models.checkpoint import load_checkpoint
+    from lrf.models.reference import edit, to_uint8
+
+    ck = load_checkpoint(trained / "flow" / "checkpoint")
+    img = load_captioned(make_captioned_folder(str(trained / "editsrc"), 32), 32).images[0]
+    rgb = img[..., :3].copy()                         # an opaque RGB input is accepted too
+    a = to_uint8(edit(ck, img, 0, 0, 0.6, prompt="blue square", steps=4))
+    b = to_uint8(edit(ck, rgb, 0, 0, 0.6, prompt="blue square", steps=4))
+    assert a.shape == b.shape == (1, 32, 32, 4)
+    keep = np.zeros((32, 32), bool)
+    keep[:16] = True
+    c = to_uint8(edit(ck, img, 0, 0, 1.0, mask=keep, prompt="blue square", steps=4))
+    full = to_uint8(edit(ck, img, 0, 0, 1.0, prompt="blue square", steps=4))
+    # the kept half follows the input's round trip more closely than the unmasked edit does
+    rt = to_uint8(edit(ck, img, 0, 0, 0.0, prompt="blue square", steps=4))
+    d_keep = np.abs(c[0, :16].astype(int) - rt[0, :16]).mean()
+    d_free = np.abs(full[0, :16].astype(int) - rt[0, :16]).mean()
+    assert d_keep < d_free
+
+
+def test_lrf_generate_prompt_png_has_alpha(trained, tmp_path):
+    from PIL import Image
+
+    from lrf.models.cli import main
+
+    out = tmp_path / "cat.png"
+    ck = str(trained / "turbo" / "checkpoint")
+    assert main(["--checkpoint", ck, "--prompt", "red circle", "--style", "filled",
+                 "--out", str(out), "--no-progress"]) == 0
+    with Image.open(out) as im:
+        assert im.mode == "RGBA" and im.size == (32, 32)
+    grid = tmp_path / "g.png"
+    assert main(["--checkpoint", ck, "--prompt", "red circle", "--prompt", "blue square",
+                 "--grid", str(grid), "--per-class", "2", "--no-progress"]) == 0
+    with Image.open(grid) as im:
+        assert im.size == (64, 64) and im.mode == "RGBA"
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--class", "cat"], ["text-to-image", "--prompt"]),
+    (["--prompt", "x", "--style", "cubist"], ["unknown --style", "filled"]),
+])
+def test_lrf_generate_text_errors_are_one_line(trained, tmp_path, capsys, argv, words):
+    from lrf.models.cli import main
+
+    rc = main(["--checkpoint", str(trained / "turbo" / "checkpoint"), *argv,
+               "--out", str(tmp_path / "x.png"), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and all(w in err for w in words)
+    assert not (tmp_path / "x.png").exists()

@@ -115,15 +115,17 @@ def _parse_rows(text: str, where: str) -> list[dict]:
     return rows
 
 
-def load_captioned(path: str, size: int = 64, split: str = "train",
+def load_captioned(path: str, size: int | None = 64, split: str = "train",
                    limit: int | None = None) -> CaptionedSet:
-    """Read a captioned image folder (or archive of one), or a file written by :func:`prepare`."""
+    """Read a captioned image folder (or archive of one), or a file written by :func:`prepare`
+    (``size=None``: the size it was prepared at; 64 px for a folder or archive)."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"data path {path!r} does not exist: pass a folder holding "
                                 f"{split}/{METADATA}, a .tar/.tar.gz of one, or a prepared "
                                 ".safetensors file")
     if path.endswith(".safetensors"):
         return _load_prepared(path, size, limit)
+    size = 64 if size is None else size
     files: dict[str, bytes] | None = None
     if os.path.isdir(path):
         meta_path = _find_metadata([os.path.relpath(os.path.join(d, f), path)
@@ -200,7 +202,7 @@ def prepare(data: str, out_path: str, size: int = 64, split: str = "train") -> C
     return ds
 
 
-def _load_prepared(path: str, size: int, limit: int | None) -> CaptionedSet:
+def _load_prepared(path: str, size: int | None, limit: int | None) -> CaptionedSet:
     from safetensors import safe_open
 
     try:
@@ -221,7 +223,7 @@ def _load_prepared(path: str, size: int, limit: int | None) -> CaptionedSet:
         raise ValueError(f"{path}: not a readable prepared data file ({e})") from None
     if images.ndim != 4 or images.shape[-1] != 4 or images.shape[0] != len(texts):
         raise ValueError(f"{path}: images of shape {images.shape} for {len(texts)} captions")
-    if images.shape[1] != size:
+    if size is not None and images.shape[1] != size:
         raise ValueError(f"{path}: prepared at {images.shape[1]} px, {size} px asked; prepare "
                          "it again with --size")
     ds = CaptionedSet(images, texts, columns, file_names)

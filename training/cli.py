@@ -122,8 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("--batch-size", type=_positive_int, default=256)
     ds.add_argument("--lr", type=_lr, default=2e-4)
     ds.add_argument("--eval-every", type=_positive_int, default=250)
-    ds.add_argument("--default-steps", type=_positive_int, default=4,
-                   help="sampling steps written into the student checkpoint")
+    ds.add_argument("--default-steps", type=_positive_int, default=None,
+                   help="sampling steps written into the student checkpoint (default 4; 1 for "
+                        "a text teacher)")
     ds.add_argument("--skip-trajectories", action="store_true",
                     help="train on the chunks present (re-read at every eval) while another "
                          "process makes the rest")
@@ -300,8 +301,8 @@ def _run_distill(args) -> None:
                                     teacher_steps=args.teacher_steps,
                                     bf16=not args.no_bf16)
         cfg = TextDistillConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                                eval_every=args.eval_every, default_steps=args.default_steps,
-                                bf16=not args.no_bf16)
+                                eval_every=args.eval_every,
+                                default_steps=args.default_steps or 1, bf16=not args.no_bf16)
         res = train_text_distill(args.teacher, args.cache, args.out, traj, cfg,
                                  skip_trajectories=args.skip_trajectories)
         print(("stopped" if res["stopped"] else "done") + f": {res['step']} student steps; "
@@ -314,7 +315,7 @@ def _run_distill(args) -> None:
         torch.set_num_threads(args.threads)
     traj = TrajectoryConfig(count=args.trajectories, bf16=not args.no_bf16)
     cfg = DistillConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                        eval_every=args.eval_every, default_steps=args.default_steps,
+                        eval_every=args.eval_every, default_steps=args.default_steps or 4,
                         bf16=not args.no_bf16)
     res = train_distill(args.teacher, args.out, traj, cfg, skip_trajectories=args.skip_trajectories)
     print(f"done: {res['steps']} student steps in {res['seconds']:.0f}s "

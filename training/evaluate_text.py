@@ -98,7 +98,7 @@ def evaluate_text_model(checkpoint: str, judge: str, data: str, *, steps: int | 
                         seed: int = 0, grid: str | None = None, copies: str | None = None,
                         log=print) -> dict:
     from lrf.models.checkpoint import load_checkpoint
-    from lrf.training.captioned import is_held_out, load_captioned
+    from lrf.training.captioned import is_held_out, load_captioned, premultiplied
     from lrf.training.judge import JudgeScorer
 
     t0 = time.time()
@@ -125,7 +125,8 @@ def evaluate_text_model(checkpoint: str, judge: str, data: str, *, steps: int | 
               "guidance": ckpt.sampling["guidance"] if guidance is None else guidance,
               "held_out_fraction": frac, "held_out_captions": int(len(set(
                   ds.texts[i] for i in np.flatnonzero(held)))),
-              "pairs": {"held_out": len(held_rows), "seen": len(seen_rows)}}
+              "pairs": {"held_out": len(held_rows), "seen": len(seen_rows)},
+              "core": core_cost(ckpt)}
     gens = {}
     for name, rows in (("held_out", held_rows), ("seen", seen_rows)):
         prompts = [ds.texts[i] for i in rows]
@@ -140,6 +141,19 @@ def evaluate_text_model(checkpoint: str, judge: str, data: str, *, steps: int | 
                         "real": {**_topk(r["rank"]), "style_acc": float(r["style_ok"].mean())},
                         "fd_judge": _frechet(g["features"], r["features"])}
         log(f"{name}: {json.dumps(report[name])}")
+    # the codec's round trip on the held-out images: pixels, silhouette, and what the judge sees
+    from lrf.models.reference import to_uint8
+    from lrf.training.ae_captioned import roundtrip_metrics
+
+    real = ds.images[held_rows]
+    with torch.no_grad():
+        rt = np.concatenate([to_uint8(ckpt.codec.decode(ckpt.codec.encode(
+            premultiplied(real[i:i + 256])))) for i in range(0, len(real), 256)])
+    rts = scorer.score(rt, [ds.texts[i] for i in held_rows], [styles[i] for i in held_rows])
+    real_top = report["held_out"]["real"]
+    report["codec"] = {**roundtrip_metrics(ckpt.codec, real),
+                       "round_trip": {**_topk(rts["rank"]), "style_acc": float(rts["style_ok"].mean())},
+                       "original": dict(real_top)}
     # the lookup baseline, held-out pairs only
     enc = scorer.encoder
     seen_caps = sorted({ds.texts[i] for i in np.flatnonzero(~held)})
@@ -191,6 +205,28 @@ def evaluate_text_model(checkpoint: str, judge: str, data: str, *, steps: int | 
         save_grid(grid, rows, classes)
     report["seconds"] = time.time() - t0
     return report
+
+
+def core_cost(ckpt) -> dict:
+    """Parameters of the LRF core (the text encoder excluded) and its FLOPs for one image per
+    step: one core call for a guidance-distilled student, the guided pair for a teacher."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from lrf.models.lrf import count_parameters
+
+    cfg, m = ckpt.config, ckpt.model
+    s = cfg.latent_size
+    kw = {"text": torch.zeros(1, cfg.text_dim)} if cfg.text_dim else {}
+    if cfg.text_attention:
+        kw.update(tokens=torch.zeros(1, 8, cfg.text_dim), token_mask=torch.ones(1, 8, dtype=torch.long))
+    extra = ({"guidance": torch.ones(1), "step": torch.ones(1)} if cfg.guidance_embed else {})
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        m(torch.zeros(1, cfg.latent_channels, s, s), torch.full((1,), 0.5),
+          torch.zeros(1, dtype=torch.long), **extra, **kw)
+    calls = 1 if cfg.guidance_embed else 2
+    return {"parameters": count_parameters(m), "gflops_per_call": fc.get_total_flops() / 1e9,
+            "core_calls_per_step": calls,
+            "gflops_per_step": calls * fc.get_total_flops() / 1e9}
 
 
 def _premul(images_u8: np.ndarray) -> np.ndarray:

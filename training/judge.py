@@ -114,7 +114,7 @@ class JudgeConfig:
     warmup: int = 200
     style_weight: float = 0.5
     seed: int = 0
-    size: int = 64
+    size: int | None = None      # None: as prepared (64 px for a folder or archive)
     val_fraction: float = 0.05   # images (not captions) kept out, to measure the judge itself
 
 

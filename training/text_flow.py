@@ -52,7 +52,7 @@ def build_text_cache(codec_path: str, data: str, out_path: str, held_out: float 
     from lrf.models.text import PromptEncoder
 
     codec = Codec.from_pretrained(codec_path).eval()
-    ds = load_captioned(data, size or 64, limit=limit)
+    ds = load_captioned(data, size, limit=limit)
     if ds.images.shape[1] % codec.scale_factor:
         raise ValueError(f"images of {ds.images.shape[1]} px do not fit a codec of factor "
                          f"{codec.scale_factor}")
@@ -127,7 +127,7 @@ class TextFlowConfig:
     steps: int = 20000
     batch_size: int = 128
     lr: float = 1e-3
-    warmup: int = 500
+    warmup: int = 200
     weight_decay: float = 0.01
     ema: float = 0.999
     drop_both: float = 0.1          # null prompt and null style together
@@ -263,7 +263,7 @@ def train_text_flow(cache_path: str, codec_path: str, out_dir: str, cfg: TextFlo
         return out
 
     def eval_fn(step: int) -> dict:
-        return {f"ema_{k}": v for k, v in eval_loss(loop.ema_state_dict()).items()}
+        return {**eval_loss(), **{f"ema_{k}": v for k, v in eval_loss(loop.ema_state_dict()).items()}}
 
     def export_fn(lp: TrainLoop) -> None:
         save_checkpoint(os.path.join(out_dir, "checkpoint"), model, codec, classes,
