@@ -229,6 +229,9 @@ class Generator:
         if not self.takes_prompt:
             raise ValueError("this bundle is class-conditioned and takes no prompt; give a "
                              f"class ({', '.join(self.classes)[:200]})")
+        if self._prompts is not None:
+            return self._prompts
+        session = self._session("text_encoder")   # takes _open_lock itself: open it first
         with self._open_lock:
             if self._prompts is None:
                 from lrf.runtime.text import PromptCache, PromptTokenizer
@@ -237,8 +240,7 @@ class Generator:
                 run = lambda ids, mask: self.run("text_encoder", token_ids=ids,  # noqa: E731
                                                  attention_mask=mask)
                 tok = PromptTokenizer(self.bundle)
-                _probe_vocabulary(self._session("text_encoder"), self._spec("text_encoder"),
-                                  tok.vocab_size)
+                _probe_vocabulary(session, self._spec("text_encoder"), tok.vocab_size)
                 self._prompts = PromptCache(tok, run, roles)
             return self._prompts
 
