@@ -38,7 +38,8 @@ LEVELS = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
           "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
           "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL}
 PROVIDER = "CPUExecutionProvider"
-_ORT_DTYPES = {"tensor(float)": "float32", "tensor(int32)": "int32", "tensor(uint8)": "uint8"}
+_ORT_DTYPES = {"tensor(float)": "float32", "tensor(int32)": "int32", "tensor(uint8)": "uint8",
+               "tensor(int64)": "int64"}   # int64: a v3 text_encoder's token ids and mask
 
 
 def folds_weights(quantization) -> bool:
