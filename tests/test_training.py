@@ -79,6 +79,25 @@ def test_ae_trains_and_writes_a_loadable_codec(tiny_data, tmp_path):
     torch.testing.assert_close(c["latents"].std((0, 2, 3)), torch.ones(4), atol=1e-3, rtol=0)
 
 
+def test_classifier_trains_resumes_and_writes_its_weights(tiny_data, tmp_path):
+    from safetensors import safe_open
+
+    from lrf.training.classifier import train_classifier
+
+    data, out = str(tiny_data / "set"), str(tmp_path / "clf")
+    res = train_classifier(data, out, epochs=2, batch_size=8, log=lambda *_: None)
+    accs = [r["test_acc"] for r in map(__import__("json").loads, open(tmp_path / "clf" / "classifier_log.jsonl"))
+            if "test_acc" in r]
+    assert len(accs) == 2 and res["step"] == 6 and 0 <= res["test_accuracy"] <= 1
+    with safe_open(str(tmp_path / "clf" / "classifier.safetensors"), framework="pt") as f:
+        assert f.metadata()["epochs"] == "2" and f.metadata()["test_accuracy"] == f"{res['test_accuracy']:.4f}"
+    msgs = []
+    res = train_classifier(data, out, epochs=3, batch_size=8, log=msgs.append)   # extend the run
+    assert res["step"] == 9 and any("resumed" in m and "step 6/9" in m for m in msgs)
+    with pytest.raises(ValueError, match=r"other options \(lr\)"):
+        train_classifier(data, out, epochs=3, batch_size=8, lr=1e-3, log=lambda *_: None)
+
+
 @pytest.fixture(scope="module")
 def flow_inputs(tmp_path_factory):
     from lrf.models.codec import Codec
@@ -138,13 +157,14 @@ def test_killed_run_resumes_exactly(flow_inputs, tmp_path):
         train_flow(str(flow_inputs / "cache.safetensors"), str(flow_inputs / "codec.safetensors"),
                    str(tmp_path / "part"), FlowConfig(preset="tiny", epochs=3, batch_size=16, warmup=4),
                    log=lambda *_: None, on_epoch_end=kill_after_first)
-    assert torch.load(tmp_path / "part" / "flow_state.pt", weights_only=True)["epoch"] == 1
+    assert torch.load(tmp_path / "part" / "flow_state.pt", weights_only=True)["step"] == 4  # 64 // 16
     resumed = _train(flow_inputs, tmp_path / "part")
     assert resumed["steps"] == full["steps"]
     for k, v in full["model"].state_dict().items():
         torch.testing.assert_close(resumed["model"].state_dict()[k], v, atol=1e-6, rtol=1e-5)
-    for k, v in full["ema"].state_dict().items():
-        torch.testing.assert_close(resumed["ema"].state_dict()[k], v, atol=1e-6, rtol=1e-5)
+    assert resumed["ema"].optimization_step == full["ema"].optimization_step == full["steps"]
+    for a, b in zip(resumed["ema"].shadow_params, full["ema"].shadow_params, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
 
 
 def test_resume_refuses_other_options(flow_inputs, tmp_path):

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from lrf.models.codec import Codec
-from lrf.training.common import (TrainConfig, append_log, check_resume_config, cosine_lr, load_state,
-                                 plot_curve, save_state)
+from lrf.training.common import EpochBatches, TrainConfig
 from lrf.training.data import load_image_folder, to_tensor_range
+from lrf.training.loop import TrainLoop
 
 
 @dataclass(frozen=True)
@@ -47,69 +45,44 @@ def reconstruction_mse(codec: Codec, images_u8: np.ndarray, batch: int = 500) ->
 
 
 def train_ae(data: str, out_dir: str, cfg: AEConfig, log=print) -> dict:
-    os.makedirs(out_dir, exist_ok=True)
-    state_path = os.path.join(out_dir, "ae_state.pt")
-    log_path = os.path.join(out_dir, "ae_log.jsonl")
+    """Train on ``data``'s train split; resumable from ``OUT/ae_state.pt`` (only ``epochs`` may
+    change). Writes ``OUT/codec.safetensors`` with the latent statistics at the end; a run
+    stopped by SIGTERM returns ``{"stopped": True, ...}`` without one."""
     torch.manual_seed(cfg.seed)
     train = load_image_folder(data, "train", limit_per_class=cfg.limit_per_class)
     test = load_image_folder(data, "test", limit_per_class=cfg.limit_per_class)
     codec = Codec.new()
-    opt = torch.optim.AdamW(codec.ae.parameters(), lr=cfg.lr, weight_decay=0.0)
-    steps_per_epoch = max(1, len(train.images) // cfg.batch_size)
-    total = steps_per_epoch * cfg.epochs
-    start_epoch, step = 0, 0
-    if os.path.isfile(state_path):
-        st = load_state(state_path)
-        # Only the epoch count may change on resume (shorten or extend a run: the cosine
-        # schedule is re-derived from the new total from the current step on).
-        check_resume_config(state_path, st["config"], asdict(cfg), "epochs")
-        if st["epoch"] >= cfg.epochs and st["config"]["epochs"] != cfg.epochs:
-            raise ValueError(f"{state_path}: already {st['epoch']} epochs done; --epochs "
-                             f"{cfg.epochs} would train none")
-        codec.load_state_dict(st["model"])
-        opt.load_state_dict(st["opt"])
-        start_epoch, step = st["epoch"], st["step"]
-        torch.set_rng_state(st["rng"])
-        log(f"resumed from {state_path} at epoch {start_epoch} (run of {st['config']['epochs']} "
-            f"epochs, now {cfg.epochs})")
-    x_all = torch.from_numpy(train.images).permute(0, 3, 1, 2).contiguous()  # uint8 NCHW
     model = codec.ae.to(memory_format=torch.channels_last)
-    for epoch in range(start_epoch, cfg.epochs):
-        model.train()
-        perm = torch.randperm(len(x_all))
-        t0 = time.time()
-        bar = tqdm(range(steps_per_epoch), desc=f"ae epoch {epoch + 1}/{cfg.epochs}",
-                   mininterval=10, disable=None)
-        for b in bar:
-            idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-            x = x_all[idx].float().div_(127.5).sub_(1.0)
-            if cfg.hflip:
-                flip = torch.rand(len(x)) < 0.5
-                x[flip] = x[flip].flip(-1)
-            x = x.contiguous(memory_format=torch.channels_last)
-            lr = cosine_lr(step, total, cfg.lr, cfg.warmup)
-            for g in opt.param_groups:
-                g["lr"] = lr
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
-                z = model.encoder(x)
-                y = model.decoder(z)
-            mse = ((y.float() - x) ** 2).mean()
-            loss = mse + cfg.latent_l2 * z.float().pow(2).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            if step % 20 == 0:
-                append_log(log_path, {"step": step, "epoch": epoch, "mse": float(mse),
-                                      "loss": float(loss), "lr": lr})
-                bar.set_postfix(mse=f"{float(mse):.4f}")
-        val = reconstruction_mse(codec, test.images[:2000])
-        append_log(log_path, {"step": step, "epoch": epoch + 1, "val_mse_2k": val,
-                              "epoch_seconds": time.time() - t0})
-        log(f"epoch {epoch + 1}: val mse (2k test images) {val:.5f}, {time.time() - t0:.0f}s")
-        save_state(state_path, {"model": codec.state_dict(), "opt": opt.state_dict(),
-                                "epoch": epoch + 1, "step": step, "rng": torch.get_rng_state(),
-                                "config": asdict(cfg)})
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
+    steps_per_epoch = max(1, len(train.images) // cfg.batch_size)
+    loop = TrainLoop(out_dir, "ae", model, opt, steps_per_epoch * cfg.epochs, asdict(cfg),
+                     warmup=cfg.warmup, length_key="epochs", log=log)
+    x_all = torch.from_numpy(train.images).permute(0, 3, 1, 2).contiguous()  # uint8 NCHW
+    batches = EpochBatches(len(x_all), cfg.batch_size, cfg.seed)
+
+    def step_fn(step: int) -> dict:
+        idx, g = batches(step)
+        x = x_all[idx].float().div_(127.5).sub_(1.0)                          # [B,3,32,32]
+        if cfg.hflip:
+            flip = torch.rand(len(x), generator=g) < 0.5
+            x[flip] = x[flip].flip(-1)
+        x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            z = model.encoder(x)                                               # [B,4,4,4]
+            y = model.decoder(z)
+        mse = ((y.float() - x) ** 2).mean()
+        loss = mse + cfg.latent_l2 * z.float().pow(2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return {"mse": float(mse.detach()), "loss": float(loss.detach())}
+
+    res = loop.run(step_fn, lambda step: {"val_mse_2k": reconstruction_mse(codec, test.images[:2000])},
+                   eval_every=steps_per_epoch, curve_key="mse",
+                   title="Stage 1 autoencoder: train MSE")
+    if res["stopped"]:
+        log(f"stopped at step {res['step']}; rerun the same command to resume")
+        return res
     codec.ae.to(memory_format=torch.contiguous_format)
     test_mse = reconstruction_mse(codec, test.images)
     log(f"test reconstruction MSE ({len(test.images)} images, [-1,1]): {test_mse:.5f}")
@@ -117,8 +90,7 @@ def train_ae(data: str, out_dir: str, cfg: AEConfig, log=print) -> dict:
     codec = Codec(codec.ae, stats["latent_mean"], stats["latent_std"])
     codec.save_file(os.path.join(out_dir, "codec.safetensors"),
                     metadata={"test_mse": f"{test_mse:.6f}", "train_config": json.dumps(asdict(cfg))})
-    plot_curve(log_path, os.path.join(out_dir, "ae_loss.png"), "mse", "Stage 1 autoencoder: train MSE")
-    return {"test_mse": test_mse, **stats}
+    return {"test_mse": test_mse, **stats, **res}
 
 
 @torch.no_grad()

@@ -1,9 +1,9 @@
-"""Small pieces shared by the trainers: LR schedule, EMA, resumable state, logs, loss curve."""
+"""Small pieces shared by the trainers: config base, batch order, resumable state, logs, loss
+curve (the loop itself is :mod:`lrf.training.loop`)."""
 
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import dataclass
 from typing import ClassVar
@@ -13,11 +13,11 @@ import torch
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """The options every trainer's config shares: the batch, the AdamW learning rate with its
-    :func:`cosine_lr` warm-up, bf16 autocast and the seed. A subclass adds its own fields,
-    restates a default where its stage differs, and lists in ``positive_fields`` the counts
-    (its length, ``epochs`` or ``steps``, first) that must be >= 1. Saved configs are
-    ``asdict`` records compared as dicts, so the field order is free."""
+    """The options every trainer's config shares: the batch, the AdamW learning rate with the
+    warm-up of :class:`lrf.training.loop.TrainLoop`'s cosine schedule, bf16 autocast and the
+    seed. A subclass adds its own fields, restates a default where its stage differs, and lists
+    in ``positive_fields`` the counts (its length, ``epochs`` or ``steps``, first) that must be
+    >= 1. Saved configs are ``asdict`` records compared as dicts, so the field order is free."""
 
     batch_size: int = 256
     lr: float = 1e-3
@@ -33,34 +33,23 @@ class TrainConfig:
                              f"must be positive, got {self}")
 
 
-def cosine_lr(step: int, total: int, base: float, warmup: int, final_frac: float = 0.01) -> float:
-    """Linear warm-up for ``warmup`` steps, then cosine decay to ``final_frac * base``."""
-    if step < warmup:
-        return base * (step + 1) / warmup
-    p = min(1.0, (step - warmup) / max(1, total - warmup))
-    return base * (final_frac + (1 - final_frac) * 0.5 * (1 + math.cos(math.pi * p)))
+class EpochBatches:
+    """The batches of an epoch-based trainer as a pure function of (seed, step): a shuffled order
+    per epoch and a generator per step, so a resumed (or DDP) run draws what one run draws."""
 
+    def __init__(self, n: int, batch_size: int, seed: int):
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.per_epoch = max(1, n // batch_size)
+        self._epoch, self._perm = -1, None
 
-class EMA:
-    """Exponential moving average of a module's floating-point parameters."""
-
-    def __init__(self, module: torch.nn.Module, decay: float):
-        self.decay = decay
-        self.shadow = {k: v.detach().clone() for k, v in module.state_dict().items()}
-
-    @torch.no_grad()
-    def update(self, module: torch.nn.Module) -> None:
-        for k, v in module.state_dict().items():
-            if v.dtype.is_floating_point:
-                self.shadow[k].lerp_(v.detach(), 1 - self.decay)
-            else:
-                self.shadow[k].copy_(v)
-
-    def state_dict(self) -> dict:
-        return self.shadow
-
-    def load_state_dict(self, sd: dict) -> None:
-        self.shadow = {k: v.clone() for k, v in sd.items()}
+    def __call__(self, step: int) -> tuple[torch.Tensor, torch.Generator]:
+        """(indices of the global batch at ``step``, that step's generator)."""
+        epoch, b = divmod(step, self.per_epoch)
+        if epoch != self._epoch:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._epoch, self._perm = epoch, torch.randperm(self.n, generator=g)
+        idx = self._perm[b * self.batch_size:(b + 1) * self.batch_size]
+        return idx, torch.Generator().manual_seed(self.seed * 7_919 + step)
 
 
 def save_state(path: str, state: dict) -> None:
@@ -116,15 +105,6 @@ def plot_curve(log_path: str, png_path: str, key: str, title: str) -> None:
     fig.savefig(tmp)
     plt.close(fig)
     os.replace(tmp, png_path)
-
-
-def check_resume_config(state_path: str, saved: dict, cfg: dict, may_change: str) -> None:
-    """A resume state must come from the same options, except ``may_change`` (a run can be
-    shortened or extended); ValueError naming the state file otherwise."""
-    if {**saved, may_change: cfg[may_change]} != cfg:
-        raise ValueError(f"{state_path}: resume state was made with config {saved}, not {cfg}; "
-                         f"use another --out or the same options (only --{may_change.replace('_', '-')} "
-                         "may change)")
 
 
 def write_json_atomic(path: str, obj) -> None:

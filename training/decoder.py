@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import time
 from dataclasses import asdict, dataclass
 
@@ -36,13 +35,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
-from tqdm import tqdm
 
 from lrf.models.codec import Codec
 from lrf.training.ae import encode_images, reconstruction_mse
-from lrf.training.common import (EMA, append_log, check_resume_config, cosine_lr, load_state,
-                                 plot_curve, read_log, save_state)
+from lrf.training.common import EpochBatches
 from lrf.training.data import load_image_folder
+from lrf.training.loop import TrainLoop
 
 
 @dataclass(frozen=True)
@@ -106,14 +104,25 @@ def amplitude_l1(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 ######################################################################## training
-def _last_weight(codec: Codec) -> torch.Tensor:
-    return codec.ae.decoder.layers[-1].weight
+class AdaptiveWeight:
+    """VQGAN's adaptive weight ||dRec/dW|| / ||dAdv/dW|| at the decoder's last conv, clamped to
+    ``cap`` and EMA-smoothed; resumable (``state_dict``)."""
 
+    def __init__(self, cap: float):
+        self.cap, self.value = cap, 1.0
 
-def _adaptive_lambda(rec: torch.Tensor, adv: torch.Tensor, w: torch.Tensor, cap: float) -> float:
-    g_rec = torch.autograd.grad(rec, w, retain_graph=True)[0]
-    g_adv = torch.autograd.grad(adv, w, retain_graph=True)[0]
-    return float((g_rec.norm() / (g_adv.norm() + 1e-6)).clamp(0, cap))
+    def update(self, rec: torch.Tensor, adv: torch.Tensor, w: torch.Tensor) -> float:
+        g_rec = torch.autograd.grad(rec, w, retain_graph=True)[0]
+        g_adv = torch.autograd.grad(adv, w, retain_graph=True)[0]
+        lam = float((g_rec.norm() / (g_adv.norm() + 1e-6)).clamp(0, self.cap))
+        self.value = 0.9 * self.value + 0.1 * lam
+        return self.value
+
+    def state_dict(self) -> dict:
+        return {"value": self.value}
+
+    def load_state_dict(self, sd: dict) -> None:
+        self.value = float(sd["value"])
 
 
 def train_decoder(codec_path: str, data: str, out_dir: str, cfg: DecoderConfig,
@@ -121,160 +130,115 @@ def train_decoder(codec_path: str, data: str, out_dir: str, cfg: DecoderConfig,
                   max_train_mse: float | None = None, log=print) -> dict:
     """Fine-tune ``codec_path``'s decoder on ``data``; writes OUT/codec.safetensors.
 
+    ``save_every``: steps between resumable states (SIGTERM also saves, at the next step).
     ``stop_after``: save the resumable state after that many steps (this call) and return
     ``{"stopped": True, ...}`` without writing a codec; rerunning resumes. ``finish``: train no
     further, write the codec from the saved state's EMA decoder (ends a run early).
     ``max_train_mse``: if the EMA decoder's MSE on 2,000 *train* images exceeds it, blend its
     weights back towards the starting decoder, (1 - a) * start + a * tuned, with the largest
     a in 1.0, 0.9, ..., 0.0 that meets it (the test split is never used to choose a)."""
-    os.makedirs(out_dir, exist_ok=True)
-    state_path = os.path.join(out_dir, "decoder_state.pt")
-    log_path = os.path.join(out_dir, "decoder_log.jsonl")
     t_start = time.time()
+    if finish and not os.path.isfile(os.path.join(out_dir, "decoder_state.pt")):
+        raise FileNotFoundError(f"--finish: no training state {out_dir}/decoder_state.pt to "
+                                f"finish from")
     torch.manual_seed(cfg.seed)
     codec = Codec.from_pretrained(codec_path)
     train = load_image_folder(data, "train", limit_per_class=cfg.limit_per_class)
     test = load_image_folder(data, "test", limit_per_class=cfg.limit_per_class)
     enc_before = {k: v.clone() for k, v in codec.ae.encoder.state_dict().items()}
     codec.ae.encoder.requires_grad_(False)
-    dec = codec.ae.decoder
-    disc = PatchDiscriminator(cfg.disc_width)
+    # channels-last + bf16 autocast: 0.56 s per decoder step of 64 here, against 1.02 without.
+    dec = codec.ae.decoder.to(memory_format=torch.channels_last)
+    disc = PatchDiscriminator(cfg.disc_width).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(dec.parameters(), lr=cfg.lr, betas=(0.5, 0.9), weight_decay=0.0)
     opt_d = torch.optim.AdamW(disc.parameters(), lr=cfg.disc_lr, betas=(0.5, 0.9),
                               weight_decay=0.0)
-    ema = EMA(dec, cfg.ema)
-    steps_per_epoch = max(1, len(train.images) // cfg.batch_size)
-    total = steps_per_epoch * cfg.epochs
-    step, lam, seconds_before = 0, 1.0, 0.0
-    if finish and not os.path.isfile(state_path):
-        raise FileNotFoundError(f"--finish: no training state {state_path} to finish from")
-    if os.path.isfile(state_path):
-        st = load_state(state_path)
-        check_resume_config(state_path, st["config"], asdict(cfg), "epochs")
-        if st["step"] >= total and not finish:
-            raise ValueError(f"{state_path}: already {st['step']} steps done; --epochs "
-                             f"{cfg.epochs} ({total} steps) would train none")
-        dec.load_state_dict(st["decoder"])
-        disc.load_state_dict(st["disc"])
-        opt.load_state_dict(st["opt"])
-        opt_d.load_state_dict(st["opt_d"])
-        ema.load_state_dict(st["ema"])
-        step, lam, seconds_before = st["step"], st["lam"], st["seconds"]
-        # Records logged after the saved step (a run killed between saves) describe steps that
-        # will be redone; drop them so the log and the curves match the weights.
-        kept = [r for r in read_log(log_path) if r["step"] <= step]
-        with open(log_path + ".tmp", "w") as fh:
-            fh.writelines(json.dumps(r) + "\n" for r in kept)
-        os.replace(log_path + ".tmp", log_path)
-        log(f"resumed from {state_path} at step {step} (run of {st['config']['epochs']} epochs, "
-            f"now {cfg.epochs})")
-
+    lam = AdaptiveWeight(cfg.adaptive_max)
+    n = len(train.images)
+    batches = EpochBatches(n, cfg.batch_size, cfg.seed)
+    # a fixed EMA decay (no diffusers warm-up ramp): the recipe of the shipped decoder
+    loop = TrainLoop(out_dir, "decoder", dec, opt, batches.per_epoch * cfg.epochs, asdict(cfg),
+                     warmup=cfg.warmup, ema_decay=cfg.ema, ema_warmup=False,
+                     length_key="epochs", save_every_steps=save_every, log=log,
+                     extras={"disc": disc, "opt_d": opt_d, "lam": lam})
+    if loop.step >= loop.total and not finish:
+        raise ValueError(f"{loop.state_path}: already {loop.step} steps done; --epochs "
+                         f"{cfg.epochs} ({loop.total} steps) would train none")
     z_all = _cached_latents(codec, train.images, cfg, os.path.join(out_dir, "latents.safetensors"),
                             log)
-    n = len(train.images)
     x_u8 = torch.from_numpy(train.images).permute(0, 3, 1, 2).contiguous()   # uint8 NCHW
-    # channels-last + bf16 autocast: 0.56 s per decoder step of 64 here, against 1.02 without.
-    dec.to(memory_format=torch.channels_last)
-    disc.to(memory_format=torch.channels_last)
+    w_last = dec.layers[-1].weight                      # where the adaptive weight is measured
 
-    def state() -> dict:
-        return {"decoder": dec.state_dict(), "disc": disc.state_dict(), "opt": opt.state_dict(),
-                "opt_d": opt_d.state_dict(), "ema": ema.state_dict(), "step": step, "lam": lam,
-                "seconds": seconds_before + time.time() - t_run, "config": asdict(cfg)}
+    def step_fn(step: int) -> dict:
+        idx, g = batches(step)
+        f = (torch.rand(len(idx), generator=g) < 0.5) if cfg.hflip else torch.zeros(
+            len(idx), dtype=torch.bool)
+        z = z_all[idx + n * f.long()]                                          # [B,4,4,4]
+        x = x_u8[idx].float().div_(127.5).sub_(1.0)                            # [B,3,32,32]
+        x = torch.where(f.view(-1, 1, 1, 1), x.flip(-1), x)
+        z = z.contiguous(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+        ramp = min(1.0, max(0.0, (step - cfg.adv_start) / max(1, cfg.adv_ramp)))
+        use_adv = ramp > 0 and (cfg.adv_weight > 0 or cfg.fm_weight > 0)
+        # ---- decoder step (D frozen)
+        disc.requires_grad_(False)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            y = dec(z)                                                         # [B,3,32,32]
+            mse = ((y.float() - x) ** 2).mean()
+            rec = mse + cfg.fft_weight * amplitude_l1(y, x)
+            loss = rec
+            if use_adv:
+                with torch.no_grad():
+                    _, feats_real = disc(x)
+                logits_fake, feats_fake = disc(y)                              # [B,1,8,8]
+                g_adv = F.softplus(-logits_fake.float()).mean()
+                fm = sum((a.float() - r.float()).abs().mean()
+                         for a, r in zip(feats_fake, feats_real)) / len(feats_real)
+                loss = rec + cfg.fm_weight * ramp * fm
+        if use_adv and cfg.adv_weight > 0:
+            if step % 10 == 0:  # the adaptive ratio moves slowly: sample it
+                lam.update(rec, g_adv, w_last)
+            loss = loss + cfg.adv_weight * ramp * lam.value * g_adv
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        # ---- discriminator step
+        disc.requires_grad_(True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            logits, _ = disc(torch.cat([x, y.detach()]))
+            lr_, lf = logits.float().chunk(2)
+            d_loss = F.softplus(-lr_).mean() + F.softplus(lf).mean()
+        opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        opt_d.step()
+        logs = {"mse": mse.item(), "d_loss": d_loss.item(), "d_real": lr_.mean().item(),
+                "d_fake": lf.mean().item()}
+        if use_adv:
+            logs.update(g_adv=g_adv.item(), fm=fm.item(), lam=lam.value,
+                        adv_weight=cfg.adv_weight * ramp * lam.value)
+        return logs
 
-    t_run = time.time()
-    dec.train()
-    w_last = _last_weight(codec)
-    stop_at = total if stop_after is None else min(total, step + stop_after)
-    # SIGTERM (plain `kill`) stops at the next step boundary with the state saved: resumable.
-    term = []
-    prev_handler = signal.signal(signal.SIGTERM, lambda *_: term.append(1))
-    if finish:
-        stop_at = total = step
-    while step < stop_at and not term:
-        epoch, b0 = divmod(step, steps_per_epoch)
-        # Per-epoch generator: a resumed run replays the same order from the same batch.
-        g = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
-        perm = torch.randperm(n, generator=g)
-        flip = (torch.rand(n, generator=g) < 0.5) if cfg.hflip else torch.zeros(n, dtype=torch.bool)
-        bar = tqdm(range(b0, steps_per_epoch), desc=f"decoder epoch {epoch + 1}/{cfg.epochs}",
-                   initial=b0, total=steps_per_epoch, mininterval=10, disable=None)
-        for b in bar:
-            idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-            f = flip[idx]
-            z = z_all[idx + n * f.long()]                                          # [B,4,4,4]
-            x = x_u8[idx].float().div_(127.5).sub_(1.0)                            # [B,3,32,32]
-            x = torch.where(f.view(-1, 1, 1, 1), x.flip(-1), x)
-            z = z.contiguous(memory_format=torch.channels_last)
-            x = x.contiguous(memory_format=torch.channels_last)
-            lr = cosine_lr(step, total, cfg.lr, cfg.warmup)
-            for grp in opt.param_groups:
-                grp["lr"] = lr
-            ramp = min(1.0, max(0.0, (step - cfg.adv_start) / max(1, cfg.adv_ramp)))
-            use_adv = ramp > 0 and (cfg.adv_weight > 0 or cfg.fm_weight > 0)
-            # ---- decoder step (D frozen)
-            disc.requires_grad_(False)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
-                y = dec(z)                                                         # [B,3,32,32]
-                mse = ((y.float() - x) ** 2).mean()
-                rec = mse + cfg.fft_weight * amplitude_l1(y, x)
-                loss, rec_only = rec, rec
-                g_adv = fm = torch.zeros(())
-                if use_adv:
-                    with torch.no_grad():
-                        _, feats_real = disc(x)
-                    logits_fake, feats_fake = disc(y)
-                    g_adv = F.softplus(-logits_fake.float()).mean()
-                    fm = sum((a.float() - r.float()).abs().mean()
-                             for a, r in zip(feats_fake, feats_real)) / len(feats_real)
-                    loss = rec + cfg.fm_weight * ramp * fm
-            if use_adv and cfg.adv_weight > 0:
-                if step % 10 == 0:  # the adaptive ratio moves slowly: sample it
-                    lam = 0.9 * lam + 0.1 * _adaptive_lambda(rec_only, g_adv, w_last,
-                                                             cfg.adaptive_max)
-                loss = loss + cfg.adv_weight * ramp * lam * g_adv
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            ema.update(dec)
-            # ---- discriminator step
-            disc.requires_grad_(True)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
-                logits, _ = disc(torch.cat([x, y.detach()]))
-                lr_, lf = logits.float().chunk(2)
-                d_loss = F.softplus(-lr_).mean() + F.softplus(lf).mean()
-            opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
-            opt_d.step()
-            step += 1
-            if step % 20 == 0:
-                rec_log = {"step": step, "epoch": epoch, "mse": mse.item(), "lr": lr,
-                           "d_loss": d_loss.item(), "d_real": lr_.mean().item(),
-                           "d_fake": lf.mean().item()}
-                if use_adv:
-                    rec_log.update(g_adv=g_adv.item(), fm=fm.item(), lam=lam,
-                                   adv_weight=cfg.adv_weight * ramp * lam)
-                append_log(log_path, rec_log)
-                bar.set_postfix(mse=f"{mse.item():.4f}", d=f"{d_loss.item():.3f}")
-            if term:
-                stop_at = step
-            if step % save_every == 0 or step == stop_at:
-                save_state(state_path, state())
-            if step == stop_at:
-                break
-        if step % steps_per_epoch == 0:
-            val = _ema_val_mse(codec, ema, test.images[:2000])
-            append_log(log_path, {"step": step, "epoch": epoch + 1, "val_mse_2k_ema": val,
-                                  "seconds": seconds_before + time.time() - t_run})
-            log(f"epoch {epoch + 1}: EMA decoder val MSE (2k test images) {val:.5f}")
-            save_state(state_path, state())
-    seconds = seconds_before + time.time() - t_run
-    signal.signal(signal.SIGTERM, prev_handler)
-    if step < total:
-        log(f"stopped at step {step} of {total}; rerun the same command to resume")
+    def eval_fn(step: int) -> dict:
+        live = {k: v.clone() for k, v in dec.state_dict().items()}
+        dec.load_state_dict(loop.ema_state_dict())
+        val = reconstruction_mse(codec, test.images[:2000])
+        dec.load_state_dict(live)
+        return {"epoch": step // batches.per_epoch, "val_mse_2k_ema": val}
+
+    res = loop.run(step_fn, eval_fn, eval_every=batches.per_epoch, curve_key="mse",
+                   title="decoder fine-tune: train MSE",
+                   stop_after=0 if finish else stop_after,
+                   curves={f"decoder_{key}": (key, title) for key, title in (
+                       ("mse", "decoder fine-tune: train MSE"),
+                       ("d_loss", "discriminator loss (logistic)"),
+                       ("g_adv", "decoder adversarial loss softplus(-D(y))"),
+                       ("adv_weight", "adversarial weight adv_weight * ramp * lam"))})
+    step, seconds = loop.step, res["seconds"]
+    if res["stopped"] and not finish:
+        log(f"stopped at step {step} of {loop.total}; rerun the same command to resume")
         return {"stopped": True, "steps": step, "seconds": seconds}
     dec.to(memory_format=torch.contiguous_format)
-    dec.load_state_dict(ema.state_dict())
+    dec.load_state_dict(loop.ema_state_dict())
     codec.eval()
     alpha = 1.0
     if max_train_mse is not None:
@@ -288,11 +252,6 @@ def train_decoder(codec_path: str, data: str, out_dir: str, cfg: DecoderConfig,
                               "decoder_config": json.dumps(asdict(cfg)),
                               "decoder_steps": str(step), "decoder_blend_alpha": f"{alpha:g}",
                               "decoder_train_seconds": f"{seconds:.0f}"})
-    for key, title in (("mse", "decoder fine-tune: train MSE"),
-                       ("d_loss", "discriminator loss (logistic)"),
-                       ("g_adv", "decoder adversarial loss softplus(-D(y))"),
-                       ("adv_weight", "adversarial weight adv_weight * ramp * lam")):
-        plot_curve(log_path, os.path.join(out_dir, f"decoder_{key}.png"), key, title)
     log(f"test reconstruction MSE ({len(test.images)} images, [-1,1]): {test_mse:.5f}; "
         f"training {seconds:.0f}s (wall {time.time() - t_start:.0f}s with data and encoding)")
     return {"test_mse": test_mse, "steps": step, "seconds": seconds, "alpha": alpha}
@@ -338,14 +297,3 @@ def _pick_alpha(codec: Codec, start: dict, images_u8: np.ndarray, max_mse: float
         if mse <= max_mse:
             return float(a)
     raise ValueError(f"even the starting decoder has train MSE {mse:.5f} > {max_mse}")
-
-
-def _ema_val_mse(codec: Codec, ema: EMA, images_u8: np.ndarray) -> float:
-    dec = codec.ae.decoder
-    live = {k: v.clone() for k, v in dec.state_dict().items()}
-    dec.load_state_dict(ema.state_dict())
-    try:
-        return reconstruction_mse(codec, images_u8)
-    finally:
-        dec.load_state_dict(live)
-        dec.train()

@@ -215,94 +215,70 @@ def train_distill(teacher_dir: str, out_dir: str, traj: TrajectoryConfig, cfg: D
     ``out_dir/checkpoint`` (EMA weights) at every eval, the JSON-lines log and loss curves.
     With ``skip_trajectories`` it trains on the chunks present and re-reads the folder at every
     eval, so it can run beside a trajectory job that is still adding chunks."""
+    from safetensors.torch import load_file
+
     from lrf.models.checkpoint import load_checkpoint, save_checkpoint
     from lrf.models.lrf import count_parameters
-    from lrf.training.common import (EMA, append_log, check_resume_config, cosine_lr, load_state,
-                                      plot_curve, save_state)
+    from lrf.training.loop import TrainLoop
 
-    os.makedirs(out_dir, exist_ok=True)
     t_start = time.time()
     traj_dir = os.path.join(out_dir, "trajectories")
     if not skip_trajectories:
         make_trajectories(teacher_dir, traj_dir, traj, log)
-    from safetensors.torch import load_file
-
     files = sorted(glob.glob(os.path.join(traj_dir, "chunk_*.safetensors")))
     if len(files) <= cfg.val_chunks:
         raise FileNotFoundError(f"{traj_dir}: {len(files)} trajectory chunk(s); need more than "
                                 f"the {cfg.val_chunks} held out for validation")
     val = tuple(torch.cat(x) for x in zip(*[(p["states"], p["labels"], p["guidance"])
                                              for p in map(load_file, files[:cfg.val_chunks])]))
-    states, labels, guidance = load_trajectories(traj_dir, skip=cfg.val_chunks)
-    n_train = len(states)
+    data = load_trajectories(traj_dir, skip=cfg.val_chunks)    # states, labels, guidance
     ckpt = load_checkpoint(teacher_dir)
     torch.manual_seed(cfg.seed)
     model = student_from_teacher(ckpt.model)
-    ema = EMA(model, cfg.ema)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    state_path = os.path.join(out_dir, "distill_state.pt")
-    log_path = os.path.join(out_dir, "distill_log.jsonl")
-    step, spent = 0, 0.0
-    if os.path.isfile(state_path):
-        st = load_state(state_path)
-        check_resume_config(state_path, st["config"], asdict(cfg), "steps")
-        model.load_state_dict(st["model"])
-        ema.load_state_dict(st["ema"])
-        opt.load_state_dict(st["opt"])
-        step, spent = int(st["step"]), float(st["seconds"])
-        log(f"resumed from {state_path} at step {step}")
-    bar = tqdm(range(step, cfg.steps), desc="distill", initial=step, total=cfg.steps, mininterval=10)
-    t0 = time.time()
-    for step in bar:
-        model.train()
+    # a fixed EMA decay (no diffusers warm-up ramp): the recipe of the shipped turbo student
+    loop = TrainLoop(out_dir, "distill", model, opt, cfg.steps, asdict(cfg), warmup=cfg.warmup,
+                     ema_decay=cfg.ema, ema_warmup=False, log=log)
+
+    def step_fn(step: int) -> dict:
+        states, labels, guidance = data
         g = torch.Generator().manual_seed(cfg.seed * 7_919 + step)
-        idx = torch.randint(0, n_train, (cfg.batch_size,), generator=g)
+        idx = torch.randint(0, len(states), (cfg.batch_size,), generator=g)
         t, d = sample_segments(cfg.batch_size, g, cfg.grid_frac)
-        lr = cosine_lr(step, cfg.steps, cfg.lr, cfg.warmup)
-        for grp in opt.param_groups:
-            grp["lr"] = lr
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
             loss = distill_loss(model, states[idx], labels[idx], guidance[idx], t, d)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        ema.update(model)
-        if (step + 1) % 20 == 0:
-            append_log(log_path, {"step": step + 1, "loss": float(loss.detach()), "lr": lr})
-            bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
-        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
-            seconds = spent + time.time() - t0
-            rec = {"step": step + 1, "seconds": seconds}
-            sd = model.state_dict()
-            model.load_state_dict(ema.state_dict())
-            model.eval()
-            for n in (1, 2, 4, 8):
-                rec[f"val_mse_{n}step"] = few_step_error(model, *val, steps=n)
-            model.load_state_dict(sd)
-            append_log(log_path, rec)
-            log(" ".join(f"{k} {v:.4g}" for k, v in rec.items()))
-            save_state(state_path, {"model": model.state_dict(), "ema": ema.state_dict(),
-                                    "opt": opt.state_dict(), "step": step + 1, "seconds": seconds,
-                                    "config": asdict(cfg)})
-            save_checkpoint(os.path.join(out_dir, "checkpoint"), model, ckpt.codec, ckpt.classes,
-                            sampling={"steps": cfg.default_steps, "guidance": 3.0, "shift": 1.0},
-                            state_dict=ema.state_dict(),
-                            training={"distill": asdict(cfg), "trajectories": asdict(traj),
-                                      "teacher": os.path.relpath(teacher_dir),
-                                      "method": "trajectory distillation, step-size conditioned",
-                                      "steps_done": step + 1, "seconds": round(seconds),
-                                      "parameters": count_parameters(model)})
-            if skip_trajectories:   # pick up chunks a concurrent trajectory job has added
-                states, labels, guidance = load_trajectories(traj_dir, skip=cfg.val_chunks)
-                n_train = len(states)
-            append_log(log_path, {"step": step + 1, "train_trajectories": n_train})
-            plot_curve(log_path, os.path.join(out_dir, "distill_loss.png"), "loss",
-                       "Stage 5 turbo student: trajectory-distillation loss")
-            for n in (1, 4):
-                plot_curve(log_path, os.path.join(out_dir, f"distill_val_{n}step.png"),
-                           f"val_mse_{n}step", f"held-out {n}-step latent MSE vs teacher@50")
-    return {"steps": cfg.steps, "seconds": spent + time.time() - t0,
+        return {"loss": float(loss.detach())}
+
+    def eval_fn(step: int) -> dict:
+        nonlocal data
+        live = {k: v.clone() for k, v in model.state_dict().items()}
+        model.load_state_dict(loop.ema_state_dict())
+        rec = {f"val_mse_{n}step": few_step_error(model, *val, steps=n) for n in (1, 2, 4, 8)}
+        model.load_state_dict(live)
+        if skip_trajectories:   # pick up chunks a concurrent trajectory job has added
+            data = load_trajectories(traj_dir, skip=cfg.val_chunks)
+        return {**rec, "seconds": loop.seconds, "train_trajectories": len(data[0])}
+
+    def export_fn(lp: TrainLoop) -> None:
+        save_checkpoint(os.path.join(out_dir, "checkpoint"), model, ckpt.codec, ckpt.classes,
+                        sampling={"steps": cfg.default_steps, "guidance": 3.0, "shift": 1.0},
+                        state_dict=lp.ema_state_dict(),
+                        training={"distill": asdict(cfg), "trajectories": asdict(traj),
+                                  "teacher": os.path.relpath(teacher_dir),
+                                  "method": "trajectory distillation, step-size conditioned",
+                                  "steps_done": lp.step, "seconds": round(lp.seconds),
+                                  "parameters": count_parameters(model)})
+
+    res = loop.run(step_fn, eval_fn, eval_every=cfg.eval_every, export_fn=export_fn,
+                   title="Stage 5 turbo student: trajectory-distillation loss",
+                   curves={f"distill_val_{n}step": (f"val_mse_{n}step",
+                                                    f"held-out {n}-step latent MSE vs teacher@50")
+                           for n in (1, 4)})
+    return {"steps": loop.step, "seconds": res["seconds"], "stopped": res["stopped"],
             "wall_seconds_incl_trajectories": time.time() - t_start}
 
 

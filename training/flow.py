@@ -10,20 +10,18 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from dataclasses import asdict, dataclass
 
 import torch
 import torch.distributed as dist
-from tqdm import tqdm
 
 from lrf.models.checkpoint import save_checkpoint
 from lrf.models.codec import Codec
 from lrf.models.config import get_preset
 from lrf.models.flow import drop_labels, flow_loss, sample_timesteps
 from lrf.models.lrf import LRFModel, count_parameters
-from lrf.training.common import (EMA, TrainConfig, append_log, cosine_lr, load_state, plot_curve,
-                                 save_state)
+from lrf.training.common import EpochBatches, TrainConfig
+from lrf.training.loop import TrainLoop, dist_info
 
 
 @dataclass(frozen=True)
@@ -62,22 +60,14 @@ def load_cache(path: str, limit: int | None = None):
     return z, y, json.loads(meta.get("classes", "[]"))
 
 
-def _dist_info():
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
 def train_flow(cache: str, codec_path: str, out_dir: str, cfg: FlowConfig, log=print,
                on_epoch_end=None) -> dict:
     """Train; resumable from ``out_dir/flow_state.pt``. Writes ``out_dir/checkpoint`` (EMA
-    weights) after every epoch, the loss log and curve. Returns summary numbers."""
-    rank, world = _dist_info()
+    weights) after every epoch, the loss log and curve. Returns summary numbers.
+    ``on_epoch_end(epoch)`` is called after each epoch's state and checkpoint are written."""
+    rank, world = dist_info()
     if cfg.batch_size % world:
         raise ValueError(f"batch size {cfg.batch_size} is not divisible by {world} ranks")
-    os.makedirs(out_dir, exist_ok=True)
-    state_path = os.path.join(out_dir, "flow_state.pt")
-    log_path = os.path.join(out_dir, "flow_log.jsonl")
     z_all, y_all, classes = load_cache(cache, cfg.limit)
     codec = Codec.from_pretrained(codec_path)
     mcfg = get_preset(cfg.preset)
@@ -85,79 +75,53 @@ def train_flow(cache: str, codec_path: str, out_dir: str, cfg: FlowConfig, log=p
         raise ValueError(f"cache latents {tuple(z_all.shape[1:])} do not fit preset {cfg.preset!r}")
     torch.manual_seed(cfg.seed)
     model = LRFModel.from_lrf_config(mcfg)
-    ema = EMA(model, cfg.ema)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = max(1, len(z_all) // cfg.batch_size)
-    total = steps_per_epoch * cfg.epochs
-    epoch0, step = 0, 0
-    if os.path.isfile(state_path):
-        st = load_state(state_path)
-        if st["config"] != asdict(cfg):
-            raise ValueError(f"{state_path}: resume state was made with {st['config']}, not "
-                             f"{asdict(cfg)}; use another --out or the same options")
-        model.load_state_dict(st["model"])
-        ema.load_state_dict(st["ema"])
-        opt.load_state_dict(st["opt"])
-        epoch0, step = st["epoch"], st["step"]
-        if rank == 0:
-            log(f"resumed from {state_path} at epoch {epoch0}")
+    batches = EpochBatches(len(z_all), cfg.batch_size, cfg.seed)
+    spe = batches.per_epoch
+    # a fixed EMA decay (no diffusers warm-up ramp): the recipe of the shipped teacher
+    loop = TrainLoop(out_dir, "flow", model, opt, spe * cfg.epochs, asdict(cfg),
+                     warmup=cfg.warmup, ema_decay=cfg.ema, ema_warmup=False,
+                     length_key="epochs", log=log)
     ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    per_rank = cfg.batch_size // world
-    t_start = time.time()
-    for epoch in range(epoch0, cfg.epochs):
-        model.train()
-        perm = torch.randperm(len(z_all), generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch))
-        bar = tqdm(range(steps_per_epoch), desc=f"flow epoch {epoch + 1}/{cfg.epochs}",
-                   mininterval=10, disable=None if rank == 0 else True)
-        t0 = time.time()
-        running = 0.0
-        for b in bar:
-            g = torch.Generator().manual_seed(cfg.seed * 7_919 + step)
-            idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-            z0, y = z_all[idx], y_all[idx]
-            t = sample_timesteps(len(idx), cfg.timestep_sampling, g)
-            eps = torch.randn(z0.shape, generator=g)
-            y = drop_labels(y, mcfg.null_class, cfg.label_dropout, g)
-            sl = slice(rank * per_rank, (rank + 1) * per_rank)
-            lr = cosine_lr(step, total, cfg.lr, cfg.warmup)
-            for grp in opt.param_groups:
-                grp["lr"] = lr
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
-                loss = flow_loss(ddp, z0[sl], y[sl], t[sl], eps[sl], cfg.snr_gamma)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
-            ema.update(model)
-            step += 1
-            lv = float(loss.detach())
-            running += lv
-            if rank == 0 and step % 20 == 0:
-                append_log(log_path, {"step": step, "epoch": epoch, "loss": lv, "lr": lr})
-                bar.set_postfix(loss=f"{lv:.4f}")
-        if world > 1:  # log the global mean, not rank 0's half of it
-            tot = torch.tensor(running)
-            dist.all_reduce(tot)
-            running = float(tot) / world
-        if rank == 0:
-            mean = running / steps_per_epoch
-            append_log(log_path, {"step": step, "epoch": epoch + 1, "epoch_loss": mean,
-                                  "epoch_seconds": time.time() - t0})
-            log(f"epoch {epoch + 1}/{cfg.epochs}: mean loss {mean:.4f}, {time.time() - t0:.0f}s")
-            save_state(state_path, {"model": model.state_dict(), "ema": ema.state_dict(),
-                                    "opt": opt.state_dict(), "epoch": epoch + 1, "step": step,
-                                    "config": asdict(cfg)})
-            save_checkpoint(os.path.join(out_dir, "checkpoint"), model, codec, classes,
-                            state_dict=ema.state_dict(),
-                            training={"flow": asdict(cfg), "epochs_done": epoch + 1, "steps": step,
-                                      "world_size": world, "parameters": count_parameters(model)})
-            if epoch + 1 == cfg.epochs or (epoch + 1) % 5 == 0:  # matplotlib is slow to redraw
-                plot_curve(log_path, os.path.join(out_dir, "flow_loss.png"), "loss",
-                           "Stage 2 LRF: SNR-weighted flow loss")
+    sl = slice(rank * cfg.batch_size // world, (rank + 1) * cfg.batch_size // world)
+    running = {"sum": 0.0, "n": 0}
+
+    def step_fn(step: int) -> dict:
+        idx, g = batches(step)
+        z0, y = z_all[idx], y_all[idx]                                         # global batch
+        t = sample_timesteps(len(idx), cfg.timestep_sampling, g)
+        eps = torch.randn(z0.shape, generator=g)
+        y = drop_labels(y, mcfg.null_class, cfg.label_dropout, g)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            loss = flow_loss(ddp, z0[sl], y[sl], t[sl], eps[sl], cfg.snr_gamma)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        lv = float(loss.detach())
+        running["sum"] += lv
+        running["n"] += 1
+        return {"loss": lv}
+
+    def eval_fn(step: int) -> dict:
+        # the mean loss of the epoch's steps, over all ranks (not rank 0's share of the batch)
+        tot = torch.tensor([running["sum"], float(running["n"])])
         if world > 1:
-            dist.barrier()
-        if on_epoch_end is not None:
-            on_epoch_end(epoch + 1)
-    return {"steps": step, "seconds": time.time() - t_start, "world_size": world,
-            "model": model, "ema": ema}
+            dist.all_reduce(tot)
+        running.update(sum=0.0, n=0)
+        return {"epoch": step // spe, "epoch_loss": float(tot[0] / tot[1].clamp(min=1))}
+
+    def export_fn(lp: TrainLoop) -> None:
+        save_checkpoint(os.path.join(out_dir, "checkpoint"), model, codec, classes,
+                        state_dict=lp.ema_state_dict(),
+                        training={"flow": asdict(cfg), "epochs_done": lp.step // spe,
+                                  "steps": lp.step, "world_size": world,
+                                  "parameters": count_parameters(model)})
+        if on_epoch_end is not None and lp.step % spe == 0:
+            on_epoch_end(lp.step // spe)
+
+    res = loop.run(step_fn, eval_fn, eval_every=spe, export_fn=export_fn,
+                   title="Stage 2 LRF: SNR-weighted flow loss")
+    return {"steps": loop.step, "seconds": res["seconds"], "world_size": world,
+            "stopped": res["stopped"], "model": model, "ema": loop.ema}
