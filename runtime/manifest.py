@@ -43,8 +43,10 @@ def graph_roles(manifest: dict) -> dict[str, tuple[set, set]]:
     return {**GRAPH_ROLES,
             "denoise": (GRAPH_ROLES["denoise"][0] | text, {"latent"}),
             "text_encoder": ({"token_ids", "attention_mask"}, text - {"attention_mask"})}
-V1_LINE = ("bundle schema v1 is no longer supported by this runtime (schema v2); re-export it "
-           "with lrf-export")
+
+# names this runtime's own (newest) schema; the Kotlin, Swift and web readers name theirs
+V1_LINE = ("bundle schema v1 is no longer supported by this runtime "
+           f"(schema v{SCHEMA_VERSION}); re-export it with lrf-export")
 
 
 GRAPH_FORMATS = ("onnx", "pte", "mlpackage")   # onnx, executorch and coreml graph files

@@ -243,7 +243,7 @@ def test_v1_bundle_is_refused_with_one_line_to_re_export(copy):
     m = read(copy)
     m["schema_version"] = 1
     write(copy, m, refresh=False)
-    _refused(copy, r"^bundle schema v1 is no longer supported by this runtime \(schema v2\); "
+    _refused(copy, r"^bundle schema v1 is no longer supported by this runtime \(schema v3\); "
                    "re-export it with lrf-export$")
 
 
