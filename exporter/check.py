@@ -1,10 +1,15 @@
-"""``lrf-export --check BUNDLE``: re-verify an existing schema v2 bundle.
+"""``lrf-export --check BUNDLE``: re-verify an existing schema v2 or v3 bundle.
 
 The same rules as ``Generator.load`` (one schema check, containment: no symlinks, nothing
 unlisted, external data listed; every size and sha256), then the golden files: RNG vectors,
 timesteps and noise against ``lrf.prng`` / the scheduler, and every case in its ``modes``
 re-run through ``lrf.runtime`` against each file's tolerance and against the PyTorch
 ``reference_*`` files (an independent check, not a re-read of what the runtime wrote).
+
+A v3 text bundle (BUNDLE.md 11.5) adds: every ``token_ids`` prompt re-tokenized with the
+bundle's ``tokenizer.json`` (exact ids and mask), the ``text_embedding`` ids re-encoded by its
+``text_encoder`` (against this bundle's file and the fp32 PyTorch ``reference_text_pooled``),
+prompt + style + seed -> image, and the prompt-guided edit under ``editing.schedule``. No torch.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import numpy as np
 from lrf import prng
 from lrf.cli import escape
 from lrf.exporter.golden import ENTRY_KEYS, edit_mode, judge, read_file, run_case
-from lrf.exporter.metrics import IMAGE_PSNR_DB, PSNR_CAP, TENSOR_REL_MAX_ABS
+from lrf.exporter.metrics import COSINE_BAR, IMAGE_PSNR_DB, PSNR_CAP, TENSOR_REL_MAX_ABS
 from lrf.runtime import Generator, open_bundle, scheduler
 from lrf.runtime import schema as sc
 
@@ -42,12 +47,70 @@ def _check_rng(b) -> None:
                 f"golden rng_vectors: seed {s} normals differ from lrf.prng")
 
 
+def _check_token_ids(gen: Generator, b) -> int:
+    """Every ``token_ids`` case re-tokenized with the bundle's tokenizer: exact ids and mask.
+    Tokenizer cases include prompts the prompt gate refuses, so they go to the tokenizer
+    directly (the bundle's own files, checked as :class:`lrf.runtime.text.PromptTokenizer`
+    checks them). Returns the number of prompts."""
+    data = read_file(b, "token_ids")
+    rows = data.get("cases") if isinstance(data, dict) else None
+    _expect(isinstance(rows, list) and bool(rows), "golden token_ids: expected a non-empty "
+            "list of cases")
+    tok = gen.prompt_cache().tokenizer.tokenizer
+    for i, row in enumerate(rows):
+        _expect(isinstance(row, dict) and isinstance(row.get("prompt"), str),
+                f"golden token_ids: case {i} has no prompt string")
+        enc = tok.encode(row["prompt"])
+        _expect(enc.ids == row.get("ids") and enc.attention_mask == row.get("attention_mask"),
+                f"golden token_ids: case {i} ({row['prompt'][:40]!r}) tokenizes to "
+                f"{enc.ids[:12]}..., the file has {str(row.get('ids'))[:60]}")
+    return len(rows)
+
+
+def _run_text_case(gen: Generator, b, case_id: str, case: dict) -> dict[str, np.ndarray]:
+    """A v3 case of a text bundle: ``text_embedding`` (ids -> text_pooled, against both this
+    bundle's and the PyTorch file), or a prompt ``generate`` / ``img2img`` case."""
+    if case["kind"] == "text_embedding":
+        inp = read_file(b, f"{case_id}.inputs")
+        out = gen.run("text_encoder", token_ids=np.asarray(inp["token_ids"], np.int64),
+                      attention_mask=np.asarray(inp["attention_mask"], np.int64))
+        return {"text_pooled": out["text_pooled"],
+                "reference_text_pooled": out["text_pooled"]}
+    label, seed, n, g = int(case["label"]), int(case["seed"]), case["steps"], case["guidance"]
+    style = None if label == len(gen.classes) else label
+    if case["kind"] == "generate":
+        noise = gen.noise([seed])
+        ts = scheduler.timesteps(n, gen.shift)
+        text = gen.encode_prompts([case["prompt"]])
+        y, gv = np.asarray([label], np.int32), np.asarray([g], np.float32)
+        out = {"noise": noise, "timesteps": ts}
+        for mode in case["modes"]:
+            z = gen.sample_latents(noise, y, gv, n, mode=mode, text=text)
+            out[f"latent_final_{mode}"], out[f"image_{mode}"] = z, gen.decode(z)[0]
+        if case["modes"]:
+            out["reference_image"] = out[f"image_{case['modes'][-1]}"]
+        return out
+    _expect(case.get("schedule", gen.edit_schedule) == gen.edit_schedule,
+            f"golden {case_id}: schedule {case.get('schedule')!r} is not the bundle's "
+            f"editing.schedule {gen.edit_schedule!r}")
+    image = read_file(b, f"{case_id}.input_image")
+    out = {}
+    for mode in case["modes"] or ["fused"]:
+        out[f"image_{mode}"] = gen.edit(image, seed=seed, strength=case["strength"], steps=n,
+                                        guidance=g, mode=mode, prompt=case["prompt"],
+                                        style=style)
+    out["reference_image"] = list(out.values())[-1]
+    return out
+
+
 def _run_case(gen: Generator, b, case_id: str, case: dict) -> dict[str, np.ndarray]:
     """What this runtime makes for one golden case, keyed by golden content: the noise and
     timesteps it draws itself, then :func:`lrf.exporter.golden.run_case`; the last mode's
     result stands for the reference files. Empty for an edit case of a bundle without an
     encoder."""
     files = b.manifest["golden"]["files"]
+    if gen.takes_prompt:
+        return _run_text_case(gen, b, case_id, case)
     if case["kind"] == "generate":
         noise = gen.noise([int(case["seed"])])
         ts = scheduler.timesteps(case["steps"], gen.shift)
@@ -67,11 +130,17 @@ def _run_case(gen: Generator, b, case_id: str, case: dict) -> dict[str, np.ndarr
 
 # ---------------------------------------------------------------- the golden section's own fields
 KINDS = ("generate", "img2img", "inpaint")
+TEXT_KINDS = ("generate", "img2img", "text_embedding")   # v3 text bundles (BUNDLE.md 11.5)
 FORMATS = {"json": None, "f32": "float32", "png": "uint8"}
-METRICS = ("exact", "max_abs", "rel_max_abs", "psnr_db")
+METRICS = ("exact", "max_abs", "rel_max_abs", "psnr_db", "cosine_min")
 MAX_GOLDEN_ELEMENTS = 1 << 26   # 64 M values: far above any golden file (a 4096 px image)
 # content that may go uncompared: inputs, and the int8 PyTorch latent (judged by its image)
-UNJUDGED = {"input_image", "mask"}
+UNJUDGED = {"input_image", "mask", "inputs"}
+
+
+def _is_text(m: dict) -> bool:
+    cond = m.get("conditioning") if m.get("schema_version") == 3 else None
+    return isinstance(cond, dict) and cond.get("kind") == "text"
 
 
 def check_golden(m: dict) -> None:
@@ -83,13 +152,25 @@ def check_golden(m: dict) -> None:
             not isinstance(g.get("cases"), dict):
         sc.fail("golden", "an object with cases and files", type(g).__name__)
     n_classes, precision = len(m["classes"]), m["precision"]
+    text = _is_text(m)
     for cid, case in g["cases"].items():
         where = f"golden.cases.{cid[:60]}"
         if not isinstance(case, dict):
             sc.fail(where, "an object", case)
-        kind = sc.string(case, "kind", f"{where}.kind", KINDS)
+        kind = sc.string(case, "kind", f"{where}.kind", list(TEXT_KINDS if text else KINDS))
+        if kind == "text_embedding":
+            prompts = sc.missing(case, "prompts", f"{where}.prompts")
+            if not isinstance(prompts, list) or not prompts or \
+                    not all(isinstance(p, str) for p in prompts):
+                sc.fail(f"{where}.prompts", "a non-empty list of strings", prompts)
+            if case.get("modes") != ["single"]:
+                sc.fail(f"{where}.modes", "['single']", case.get("modes"))
+            continue
+        if text and not isinstance(sc.missing(case, "prompt", f"{where}.prompt"), str):
+            sc.fail(f"{where}.prompt", "a string", case["prompt"])
         sc.seed(sc.missing(case, "seed", f"{where}.seed"), f"{where}.seed")
-        sc.integer(case, "label", f"{where}.label", 0, n_classes - 1)
+        # a text bundle's label is the style; null_class (no style) is one too
+        sc.integer(case, "label", f"{where}.label", 0, n_classes - 1 + text)
         sc.integer(case, "steps", f"{where}.steps", 1, scheduler.MAX_STEPS)
         sc.number(case, "guidance", f"{where}.guidance", *scheduler.GUIDANCE_RANGE)
         if kind == "generate":
@@ -136,7 +217,8 @@ def check_golden(m: dict) -> None:
         lo, hi = {"exact": (0.0, 0.0), "max_abs": (0.0, tensor_bar),
                   "rel_max_abs": (0.0, tensor_bar),
                   "psnr_db": (IMAGE_PSNR_DB.get(precision, min(IMAGE_PSNR_DB.values())),
-                              PSNR_CAP)}[metric]
+                              PSNR_CAP),
+                  "cosine_min": (COSINE_BAR, 1.0)}[metric]
         sc.number(tol, "bar", f"{where}.tolerance.bar", lo, hi)
 
 
@@ -185,6 +267,9 @@ def check_bundle(path: str | Path, backend: str | None = None) -> str:
         return _report(lines)
     # preload: every graph's inputs/outputs are checked against the manifest before any run
     with Generator.load(path, backend=backend, verify=False, preload=True) as gen:
+        if gen.takes_prompt:
+            n = _check_token_ids(gen, b)
+            lines.append(f"golden token_ids: {n} prompts tokenize exactly (tokenizer.json)")
         for case_id, case in sorted(golden["cases"].items()):
             got = _run_case(gen, b, case_id, case)
             if not got:

@@ -266,7 +266,7 @@ def judge(tolerance: dict | None, want: np.ndarray, got: np.ndarray) -> tuple[bo
         value = psnr(want, got)
         return value >= bar, value
     if metric == "cosine_min":   # v3 text embeddings [B,T]: every row's cosine >= bar
-        from lrf.exporter.onnx_text import cosine
+        from lrf.exporter.metrics import cosine
 
         value = float(cosine(want.reshape(len(want), -1), got.reshape(len(got), -1)).min())
         return bool(value >= bar), value

@@ -15,6 +15,14 @@ import numpy as np
 IMAGE_PSNR_DB = {"fp32": 40.0, "int8": 25.0}       # final image vs the PyTorch reference
 TENSOR_REL_MAX_ABS = {"fp32": 1e-3, "int8": 5e-2}  # a graph's tensors vs the reference
 PSNR_CAP = 100.0  # identical images read as 100 dB (strict JSON has no Infinity)
+COSINE_BAR = 0.99  # a text bundle's prompt embedding vs the fp32 PyTorch encoder (BUNDLE.md 11.4)
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise cosine similarity of [B,T] arrays, in float64."""
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    return (a * b).sum(-1) / np.maximum(np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1),
+                                        1e-12)
 
 
 def psnr(ref: np.ndarray, out: np.ndarray) -> float:

@@ -33,10 +33,10 @@ import torch
 from onnx import helper, numpy_helper
 from torch import nn
 
+from lrf.exporter.metrics import COSINE_BAR, cosine  # noqa: F401  (torch-free; re-exported)
 from lrf.exporter.onnx_int8_weights import INT4_BLOCK, weight_only
 
 OPSET = 18
-COSINE_BAR = 0.99
 GATE_PROMPTS = 1000
 VARIANTS = ("weight_only_int4", "weight_only_int8_emb4", "weight_only_int8")  # smallest first
 
@@ -196,9 +196,3 @@ def gate_prompts(n: int = GATE_PROMPTS, seed: int = 27, vocab: list[str] | None 
             p += rng.choice(["!", "?", ".", " :)", ", please"])
         out.append(p)
     return out
-
-
-def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a, b = a.astype(np.float64), b.astype(np.float64)
-    return (a * b).sum(-1) / np.maximum(np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1),
-                                        1e-12)

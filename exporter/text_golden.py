@@ -19,7 +19,7 @@ import numpy as np
 
 from lrf import prng
 from lrf.exporter.golden import NOISE_MAX_ABS, _Writer, rng_vectors
-from lrf.exporter.onnx_text import COSINE_BAR
+from lrf.exporter.metrics import COSINE_BAR
 from lrf.runtime import scheduler
 
 GOLDEN_PROMPT = "smiling cat face"

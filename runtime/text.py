@@ -167,13 +167,14 @@ class PromptCache:
 
     def batch(self, prompts: list[str]) -> dict[str, np.ndarray]:
         """The denoise graph's text inputs by role for one prompt per image: [B,...]; token
-        states and masks of different lengths are padded with zeros (mask 0) to the longest."""
+        states and masks are right-padded with zeros (mask 0) to ``max_tokens``, the length
+        the ``denoise`` graph takes (BUNDLE.md 11.3)."""
         rows = [self.one(p) for p in prompts]
+        n = self.tokenizer.max_tokens
         out = {}
         for role in rows[0]:
             parts = [r[role] for r in rows]
             if parts[0].ndim >= 2 and role != "text_pooled":
-                n = max(p.shape[1] for p in parts)
                 parts = [np.pad(p, [(0, 0), (0, n - p.shape[1])] + [(0, 0)] * (p.ndim - 2))
                          for p in parts]
             out[role] = np.ascontiguousarray(np.concatenate(parts))

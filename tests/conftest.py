@@ -117,11 +117,12 @@ TEXT_STYLES = ["noto", "outline"]
 
 
 def make_text_checkpoint(path, seed: int = 0, turbo: bool = True, attention: bool = False,
-                         steps: int | None = None):
+                         steps: int | None = None, text_dim: int = 384):
     """A text-to-image checkpoint in well under a second, no training: the ``tiny-text`` core
     with random (non-zero) weights, an RGBA vivid codec and two styles. ``turbo``: a
     step-size-conditioned guidance-distilled student (1 step by default), else a teacher
-    (3 steps). The text encoder is the frozen MiniLM of ``lrf.models.text``."""
+    (3 steps). The text encoder is the frozen MiniLM of ``lrf.models.text`` (384-d); with
+    ``text_dim=TINY_TEXT_DIM`` it is :func:`tiny_text_encoder`'s BERT instead."""
     from dataclasses import replace
 
     from lrf.models.checkpoint import save_checkpoint
@@ -130,7 +131,7 @@ def make_text_checkpoint(path, seed: int = 0, turbo: bool = True, attention: boo
     from lrf.models.lrf import LRFModel
 
     torch.manual_seed(seed)
-    cfg = replace(get_preset("tiny-text"), text_attention=attention)
+    cfg = replace(get_preset("tiny-text"), text_attention=attention, text_dim=text_dim)
     if turbo:
         cfg = replace(cfg, guidance_embed=True, step_embed=True)
     model = LRFModel.from_lrf_config(cfg)
@@ -143,3 +144,45 @@ def make_text_checkpoint(path, seed: int = 0, turbo: bool = True, attention: boo
     sampling = {"steps": steps or (1 if turbo else 3), "guidance": 3.0, "shift": 1.0}
     save_checkpoint(path, model, codec, list(TEXT_STYLES), sampling=sampling)
     return str(path)
+
+
+TINY_TEXT_DIM = 32
+
+
+def make_tiny_text_encoder(path, seed: int = 0, hidden: int = TINY_TEXT_DIM):
+    """A random 2-layer BERT (``hidden``-d, 0.1M parameters besides its 30522-row embedding
+    table) beside MiniLM's own ``tokenizer.json`` and ``vocab.txt``: the layout
+    ``lrf.models.text.minilm_dir`` points at, in a second instead of MiniLM's 22.7M parameters.
+    A text bundle's contract is the graph's roles and the tokenizer, not MiniLM's weights."""
+    import shutil
+    from pathlib import Path
+
+    from transformers import BertConfig, BertModel
+
+    from lrf.models.text import minilm_dir
+
+    path = Path(path)
+    torch.manual_seed(seed)
+    cfg = BertConfig(vocab_size=30522, hidden_size=hidden, num_hidden_layers=2,
+                     num_attention_heads=2, intermediate_size=2 * hidden,
+                     max_position_embeddings=64)
+    BertModel(cfg, add_pooling_layer=False).eval().save_pretrained(str(path))
+    for f in ("tokenizer.json", "vocab.txt"):
+        shutil.copyfile(minilm_dir() / f, path / f)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_text_encoder(tmp_path_factory):
+    """``lrf.models.text`` reads :func:`make_tiny_text_encoder`'s BERT instead of MiniLM for
+    the module that asks (checkpoints made with ``text_dim=TINY_TEXT_DIM``); restored after."""
+    import lrf.models.text as text
+    from lrf.models import reference
+
+    path = make_tiny_text_encoder(tmp_path_factory.mktemp("tiny-bert"))
+    mp = pytest.MonkeyPatch()
+    mp.setattr(text, "minilm_dir", lambda: path)
+    reference._CONDITIONERS.clear()   # a conditioner holds the encoder it was made with
+    yield path
+    mp.undo()
+    reference._CONDITIONERS.clear()

@@ -1,7 +1,11 @@
 """Schema v3 text bundles (issue 27): exported in the test from tiny random text checkpoints
-(``conftest.make_text_checkpoint``), then read through ``lrf.runtime`` the way an app does:
-prompt + style + seed -> RGBA image against the PyTorch reference, the embedding cache, the
-golden files, the turbo edit schedule, the CLI, and hostile prompts and tokenizer files."""
+(``conftest.make_text_checkpoint``) whose text encoder is a tiny random BERT with MiniLM's
+tokenizer (``conftest.tiny_text_encoder``: the contract is the graph's roles and the tokenizer;
+``test_text_minilm.py`` exports the real MiniLM), then read through ``lrf.runtime`` the way an
+app does: prompt + style + seed -> RGBA image against the PyTorch reference, the embedding
+cache, the golden files and ``lrf-export --check``, the turbo edit schedule, a teacher that
+cross-attends to the prompt's tokens, the int8 variant record, the CLI, and hostile prompts and
+tokenizer files."""
 
 from __future__ import annotations
 
@@ -13,25 +17,29 @@ import pytest
 from PIL import Image
 
 from bundle_factory import read, write
-from conftest import make_text_checkpoint
+from conftest import TINY_TEXT_DIM, make_text_checkpoint
 from lrf.exporter.metrics import psnr
 
 GATE_PROMPTS = 48   # the exporter's default is 1,000; the gate's rule is the same
 
 
 @pytest.fixture(scope="module")
-def text_ckpt(tmp_path_factory):
-    return make_text_checkpoint(tmp_path_factory.mktemp("text") / "turbo")
+def text_ckpt(tmp_path_factory, tiny_text_encoder):
+    return make_text_checkpoint(tmp_path_factory.mktemp("text") / "turbo",
+                                text_dim=TINY_TEXT_DIM)
+
+
+def _export(ckpt_path, out, **kw):
+    from lrf.exporter.text_export import export_text_bundle
+    from lrf.models.checkpoint import load_checkpoint
+
+    return export_text_bundle(load_checkpoint(ckpt_path), out, **{
+        "text_prompts": GATE_PROMPTS, "parity_images": 3, "log": lambda s: None, **kw})
 
 
 @pytest.fixture(scope="module")
 def text_bundle(tmp_path_factory, text_ckpt):
-    from lrf.exporter.text_export import export_text_bundle
-    from lrf.models.checkpoint import load_checkpoint
-
-    out = tmp_path_factory.mktemp("textb") / "bundle"
-    return export_text_bundle(load_checkpoint(text_ckpt), out, text_prompts=GATE_PROMPTS,
-                              parity_images=3, log=lambda s: None)
+    return _export(text_ckpt, tmp_path_factory.mktemp("textb") / "bundle")
 
 
 @pytest.fixture
@@ -128,6 +136,116 @@ def test_golden_files_reproduce(text_bundle):
         ok, value = judge(files[f"{edit}.reference_image"]["tolerance"],
                           read_file(gen.bundle, f"{edit}.reference_image"), got)
         assert ok, value
+
+
+# ---------------------------------------------------------------- lrf-export --check (v3)
+def test_export_check_reruns_the_v3_golden_cases_without_torch(text_bundle, tmp_path):
+    from test_torch_free import _runtime_only
+
+    r = _runtime_only(tmp_path, "import sys\nfrom lrf.exporter.cli import main\n"
+                                f"rc = main(['--check', {str(text_bundle)!r}])\n"
+                                "assert 'torch' not in sys.modules\nsys.exit(rc)")
+    assert r.returncode == 0, r.stderr
+    m = read(text_bundle)
+    n = m["sampling"]["steps"]
+    assert "golden token_ids: 29 prompts tokenize exactly" in r.stdout, r.stdout
+    for key in ("text_embedding.text_pooled", "text_embedding.reference_text_pooled",
+                f"prompt_generate_{n}.noise", f"prompt_generate_{n}.latent_final_fused",
+                f"prompt_generate_{n}.image_fused", f"prompt_generate_{n}.reference_image",
+                f"prompt_img2img_{n}.image_fused", f"prompt_img2img_{n}.reference_image"):
+        assert f"golden {key}: " in r.stdout, (key, r.stdout)
+
+
+def _flip_ids(copy, files):
+    p = copy / files["token_ids"]["file"]
+    d = json.loads(p.read_text(encoding="utf-8"))
+    d["cases"][1]["ids"][1] += 1
+    p.write_text(json.dumps(d), encoding="utf-8")
+
+
+def _flip_pooled(copy, files):
+    e = files["text_embedding.reference_text_pooled"]
+    a = np.fromfile(copy / e["file"], "<f4").reshape(e["shape"])
+    a[2] = -a[2]                                   # the null prompt's row: cosine -1
+    a.astype("<f4").tofile(copy / e["file"])
+
+
+def _invert_edit(copy, files):
+    key = next(k for k in files if k.startswith("prompt_img2img") and
+               k.endswith(".reference_image"))
+    p = copy / files[key]["file"]
+    with Image.open(p) as im:
+        a = np.asarray(im)
+    Image.fromarray(255 - a).save(p)
+
+
+@pytest.mark.parametrize("tamper, words", [
+    (_flip_ids, "golden token_ids: case 1"),
+    (_flip_pooled, "golden text_embedding.reference_text_pooled: cosine_min"),
+    (_invert_edit, r"golden prompt_img2img_\d+\.reference_image: psnr_db"),
+])
+def test_export_check_catches_a_wrong_v3_golden_file(copy, tamper, words):
+    from lrf.exporter.check import BundleCheckError, check_bundle
+
+    m = read(copy)
+    tamper(copy, m["golden"]["files"])
+    write(copy, m)
+    with pytest.raises(BundleCheckError, match=words):
+        check_bundle(copy)
+
+
+def test_export_check_refuses_a_loose_cosine_bar(copy):
+    from lrf.exporter.check import check_bundle
+    from lrf.runtime.schema import ManifestError
+
+    m = read(copy)
+    m["golden"]["files"]["text_embedding.reference_text_pooled"]["tolerance"]["bar"] = 0.5
+    write(copy, m)
+    with pytest.raises(ManifestError, match="reference_text_pooled.tolerance.bar"):
+        check_bundle(copy)
+
+
+# ---------------------------------------------------------------- other text models
+def test_a_teacher_attending_to_the_prompt_tokens(tmp_path, tiny_text_encoder):
+    """Token states (``text_tokens``) padded to max_tokens for denoise, prompts of different
+    lengths in one batch, the null prompt inside the graph, the ``nearest`` edit schedule."""
+    from lrf.exporter.check import check_bundle
+    from lrf.models.checkpoint import load_checkpoint
+    from lrf.models.reference import generate, to_uint8
+
+    ckpt = make_text_checkpoint(tmp_path / "teacher", seed=2, turbo=False, attention=True,
+                                steps=2, text_dim=TINY_TEXT_DIM)
+    b = _export(ckpt, tmp_path / "bundle")
+    m = read(b)
+    assert m["conditioning"]["text_tokens"] is True and m["editing"]["schedule"] == "nearest"
+    assert [t["role"] for t in m["graphs"]["text_encoder"]["outputs"]] == \
+        ["text_pooled", "text_tokens"]
+    prompts = ["cat", "smiling sun with sunglasses and a red heart"]
+    with _gen(b) as gen:
+        imgs = gen.generate_batch(None, [0, 1], prompts=prompts, styles=[0, None])
+        alone = gen.generate(prompt=prompts[0], style=0, seed=0)
+    ref = to_uint8(generate(load_checkpoint(ckpt), [0, 2], [0, 1], prompts=prompts))
+    assert psnr(ref, imgs) >= 40 and psnr(imgs[0], alone) >= 40
+    assert "golden token_ids" in check_bundle(b)
+
+
+def test_int8_ships_the_smallest_text_encoder_variant_that_passes(tmp_path, text_ckpt):
+    from lrf.exporter.check import check_bundle
+    from lrf.exporter.onnx_text import VARIANTS
+
+    b = _export(text_ckpt, tmp_path / "int8", int8=True)
+    m = read(b)
+    q = m["graphs"]["text_encoder"]["quantization"]
+    cands = q["selection"]["candidates"]
+    assert [c["name"] for c in cands] == list(VARIANTS)
+    assert all(c["passed"] == (c["cosine_min"] >= 0.99) for c in cands)
+    best = min((c for c in cands if c["passed"]), key=lambda c: c["bytes"])
+    assert q["variant"] == best["name"] == m["parity"]["text_encoder"]["variant"]["name"]
+    assert (b / "text_encoder.onnx").stat().st_size == best["bytes"]
+    assert m["parity"]["text_encoder"]["min"] >= 0.99 and m["parity"]["image"]["value"] >= 25
+    assert all(m["graphs"][g]["quantization"]["method"] == "weight_only"
+               for g in ("denoise", "decoder", "encoder"))
+    check_bundle(b)
 
 
 # ---------------------------------------------------------------- editing on a turbo
