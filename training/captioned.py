@@ -202,25 +202,36 @@ def prepare(data: str, out_path: str, size: int = 64, split: str = "train") -> C
     return ds
 
 
-def _load_prepared(path: str, size: int | None, limit: int | None) -> CaptionedSet:
+def read_tagged_safetensors(path: str, fmt: str, what: str, framework: str = "np",
+                            json_keys: tuple[str, ...] = ()) -> tuple[dict, dict]:
+    """(tensors, metadata) of a safetensors file whose metadata ``format`` must be ``fmt``; the
+    ``json_keys`` of the metadata are parsed. Any failure is one ValueError naming ``what``."""
     from safetensors import safe_open
 
     try:
-        with safe_open(path, framework="np") as f:
+        with safe_open(path, framework=framework) as f:
             meta = f.metadata() or {}
-            if meta.get("format") != PREPARED_FORMAT:
-                raise ValueError(f"{path}: format {meta.get('format')!r}, expected "
-                                 f"{PREPARED_FORMAT!r} (make it with `lrf-train prep`)")
-            images = f.get_tensor("images")
-        texts = json.loads(meta["texts"])
-        columns = json.loads(meta["columns"])
-        file_names = json.loads(meta["file_names"])
-    except (KeyError, json.JSONDecodeError, OSError) as e:
-        raise ValueError(f"{path}: not a readable prepared data file ({e})") from None
-    except Exception as e:  # safetensors' own errors for a corrupt header
-        if isinstance(e, ValueError):
-            raise
-        raise ValueError(f"{path}: not a readable prepared data file ({e})") from None
+            if meta.get("format") != fmt:
+                raise ValueError(f"{path}: format {meta.get('format')!r}, expected {fmt!r}")
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        meta = {**meta, **{k: json.loads(meta[k]) for k in json_keys}}
+    except ValueError as e:
+        if isinstance(e, json.JSONDecodeError):
+            raise ValueError(f"{path}: not a readable {what} ({e})") from None
+        raise
+    except Exception as e:  # safetensors' own errors for a corrupt header, a missing key
+        raise ValueError(f"{path}: not a readable {what} ({type(e).__name__}: {e})") from None
+    return tensors, meta
+
+
+def _load_prepared(path: str, size: int | None, limit: int | None) -> CaptionedSet:
+    t, meta = read_tagged_safetensors(path, PREPARED_FORMAT, "prepared data file (make it with "
+                                      "`lrf-train prep`)",
+                                      json_keys=("texts", "columns", "file_names"))
+    if "images" not in t:
+        raise ValueError(f"{path}: no images tensor")
+    images, texts = t["images"], meta["texts"]
+    columns, file_names = meta["columns"], meta["file_names"]
     if images.ndim != 4 or images.shape[-1] != 4 or images.shape[0] != len(texts):
         raise ValueError(f"{path}: images of shape {images.shape} for {len(texts)} captions")
     if size is not None and images.shape[1] != size:

@@ -100,24 +100,13 @@ def build_text_cache(codec_path: str, data: str, out_path: str, held_out: float 
 
 
 def load_text_cache(path: str) -> tuple[dict, dict]:
-    from safetensors import safe_open
+    from lrf.training.captioned import read_tagged_safetensors
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"text cache {path!r} not found: make it with `lrf-train cache "
                                 "--codec ... --data <captioned data> --out ...`")
-    try:
-        with safe_open(path, framework="pt") as f:
-            meta = f.metadata() or {}
-            if meta.get("format") != TEXT_CACHE_FORMAT:
-                raise ValueError(f"{path}: format {meta.get('format')!r}, expected "
-                                 f"{TEXT_CACHE_FORMAT!r}")
-            t = {k: f.get_tensor(k) for k in f.keys()}
-    except ValueError:
-        raise
-    except Exception as e:
-        raise ValueError(f"{path}: not a readable text cache ({e})") from None
-    meta = {**meta, "classes": json.loads(meta["classes"]), "prompts": json.loads(meta["prompts"])}
-    return t, meta
+    return read_tagged_safetensors(path, TEXT_CACHE_FORMAT, "text cache", framework="pt",
+                                   json_keys=("classes", "prompts"))
 
 
 @dataclass(frozen=True)
