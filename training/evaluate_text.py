@@ -195,7 +195,8 @@ def evaluate_text_model(checkpoint: str, judge: str, data: str, *, steps: int | 
     if grid:
         held_caps = sorted({ds.texts[i] for i in np.flatnonzero(held)})
         pick_held = [held_caps[int(j)] for j in np.linspace(0, len(held_caps) - 1, 6)]
-        prompts = ([p for p in GRID_SEEN if p in set(ds.texts)] + pick_held + GRID_FREE)
+        seen_set = {ds.texts[i] for i in np.flatnonzero(~held)}
+        prompts = ([p for p in GRID_SEEN if p in seen_set] + pick_held + GRID_FREE)
         rows = []
         for p in prompts:
             ims = generate_pairs(ckpt, [p] * len(classes), list(range(len(classes))),
