@@ -64,7 +64,8 @@ def train_flow(cache: str, codec_path: str, out_dir: str, cfg: FlowConfig, log=p
                on_epoch_end=None) -> dict:
     """Train; resumable from ``out_dir/flow_state.pt``. Writes ``out_dir/checkpoint`` (EMA
     weights) after every epoch, the loss log and curve. Returns summary numbers.
-    ``on_epoch_end(epoch)`` is called after each epoch's state and checkpoint are written."""
+    ``on_epoch_end(epoch)`` is called (on rank 0) after each epoch's state and checkpoint are
+    written."""
     rank, world = dist_info()
     if cfg.batch_size % world:
         raise ValueError(f"batch size {cfg.batch_size} is not divisible by {world} ranks")
