@@ -13,6 +13,8 @@ Which variant a bundle ships is chosen by measurement in :mod:`lrf.exporter.onnx
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
@@ -58,7 +60,8 @@ def _int4_tensor(q: np.ndarray, name: str) -> onnx.TensorProto:
 
 
 def weight_only(model: onnx.ModelProto, bits: int = 8, block: int = INT4_BLOCK,
-                int8_compute: bool = False) -> int:
+                int8_compute: bool = False,
+                select: Callable[[str, np.ndarray], bool] | None = None) -> int:
     """Replace every float weight (MatMul input B of rank 2, Gemm B, Conv W) by int8 or int4
     plus a ``DequantizeLinear`` at the top of the graph, in place; returns the count.
 
@@ -71,7 +74,10 @@ def weight_only(model: onnx.ModelProto, bits: int = 8, block: int = INT4_BLOCK,
 
     ``int8_compute`` (with ``bits=4``): each MatMul whose int4 weight is at least
     ``INT8_COMPUTE_MIN`` wide on both axes computes in integers instead, wherever it is (a Loop
-    body included): :func:`_int8_weight`, :func:`_integer_matmul`."""
+    body included): :func:`_int8_weight`, :func:`_integer_matmul`.
+
+    ``select(name, weight)``: quantize only the weights it accepts; a second call with other
+    bits then takes the float weights left (e.g. int4 feed-forward, then int8 attention)."""
     g = model.graph
     inits = {i.name: i for i in g.initializer}
     roles: dict[str, set] = {}
@@ -90,7 +96,8 @@ def weight_only(model: onnx.ModelProto, bits: int = 8, block: int = INT4_BLOCK,
             continue
         w = numpy_helper.to_array(init)
         ranks = {"MatMul": (2,), "Gemm": (2,), "Conv": (3, 4, 5)}[op]
-        if w.size < MIN_WEIGHT_ELEMENTS or w.ndim not in ranks:
+        if w.size < MIN_WEIGHT_ELEMENTS or w.ndim not in ranks or \
+                (select is not None and not select(name, w)):
             continue
         conv = op == "Conv"
         axis = 0 if conv or (op == "Gemm" and trans) else 1  # the output channels

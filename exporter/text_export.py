@@ -10,7 +10,9 @@ checkpoint whose core takes a prompt.
     3. parity gate: (a) cosine of the bundle's pooled prompt embedding (tokenizer + graph) with
        the fp32 PyTorch encoder's on every one of ``text_prompts`` prompts >= COSINE_BAR;
        (b) image PSNR of prompt + style + seed cases against the PyTorch reference >= the
-       precision's image bar; below either bar nothing is written
+       precision's image bar (``--int8``: when the weight-only int8 graphs miss it, the
+       decoder and/or denoise graph stay float32, fewest extra bytes first, each try
+       recorded); below either bar nothing is written
     4. golden files (``lrf.exporter.text_golden``), manifest finished, re-verified, committed
 """
 
@@ -70,13 +72,14 @@ def export_text_bundle(ckpt, out: Path, int8: bool = False, text_prompts: int =
         tokens = bool(cfg.text_attention)
         log(f"text: exporting text_encoder, denoise, decoder, encoder ({precision})")
         graphs = text_graphs.build(ckpt, cond.null(), max_tokens)
-        quant = {}
+        quant, fp32_bytes = {}, {}
         for name, (model, _) in graphs.items():
             onnx.save(model, str(tmp / f"{name}.onnx"))
             quant[name] = {"method": "none"}
             if int8:
                 from lrf.exporter.onnx_int8_weights import weight_only
 
+                fp32_bytes[name] = (tmp / f"{name}.onnx").read_bytes()
                 weight_only(model, 8)
                 onnx.save(model, str(tmp / f"{name}.onnx"))
                 quant[name] = {"method": "weight_only", "variant": "weight_only",
@@ -127,17 +130,19 @@ def export_text_bundle(ckpt, out: Path, int8: bool = False, text_prompts: int =
                                      text_golden.golden_steps(steps), mode="fused")
         v3_sections(manifest, ckpt, cond, vocab, max_tokens)
         bw.write_manifest(tmp, manifest)
-        gen = Generator.load(tmp, threads=1)
-        try:
-            result = _gate(gen, ckpt, cond, prompts, ref_pooled, precision, parity_images, log)
-            result["text_encoder"]["variant"] = best[0]
-            manifest["parity"] = result
-            failures = [k for k, v in result.items() if not v["passed"]]
-            if failures:
-                raise parity.ParityError([f"{k}: {result[k]}" for k in failures])
+        with Generator.load(tmp, threads=1) as gen:
+            text = _text_gate(gen, prompts, ref_pooled, log)
+            image = _image_gate(gen, ckpt, precision, parity_images, log)
+        if int8 and text["passed"] and not image["passed"]:
+            image = _float_fallback(tmp, manifest, fp32_bytes, image, lambda g: _image_gate(
+                g, ckpt, precision, parity_images, log), log)
+        result = {"text_encoder": {**text, "variant": best[0]}, "image": image}
+        manifest["parity"] = result
+        failures = [k for k, v in result.items() if not v["passed"]]
+        if failures:
+            raise parity.ParityError([f"{k}: {result[k]}" for k in failures])
+        with Generator.load(tmp, threads=1) as gen:
             manifest["golden"] = text_golden.write(tmp, ckpt, gen, precision)
-        finally:
-            gen.close()
         bw.write_manifest(tmp, manifest)
         Generator.load(tmp).close()
         bw.commit(tmp, out)
@@ -188,11 +193,38 @@ def _run_text(path: Path, quantization: dict, ids: np.ndarray, mask: np.ndarray)
     return np.concatenate(out)
 
 
-def _gate(gen, ckpt, cond, prompts, ref_pooled, precision, parity_images, log) -> dict:
-    """(a) the bundle's own prompt path (tokenizer + text_encoder) vs fp32 PyTorch, on every
-    gate prompt; (b) final images vs the PyTorch reference."""
-    from lrf.models.reference import generate, to_uint8
+def _float_fallback(tmp: Path, manifest: dict, fp32_bytes: dict[str, bytes], image: dict,
+                    gate: Callable, log: Callable[[str], None]) -> dict:
+    """The weight-only int8 ``denoise``/``decoder`` missed the image bar: try them in float32
+    (the decoder, the denoise graph, both; fewest extra bytes first) and keep the first set
+    that passes. Every try is recorded in the image gate's ``float_fallback``; the result is
+    the last try's gate (still failing when none passed)."""
+    int8_bytes = {n: (tmp / f"{n}.onnx").read_bytes() for n in fp32_bytes}
+    int8_quant = {n: manifest["graphs"][n]["quantization"] for n in fp32_bytes}
+    tries = [{"float32": [], "psnr_db": image["value"], "passed": False}]
+    sets = sorted([("decoder",), ("denoise",), ("denoise", "decoder")],
+                  key=lambda s: sum(len(fp32_bytes[n]) - len(int8_bytes[n]) for n in s))
+    for keep in sets:
+        for n in fp32_bytes:
+            (tmp / f"{n}.onnx").write_bytes(fp32_bytes[n] if n in keep else int8_bytes[n])
+            manifest["graphs"][n]["quantization"] = int8_quant[n] if n not in keep else {
+                "method": "none", "fallback": "float32: the weight-only int8 graph missed the "
+                                              "image bar (parity.image.float_fallback)"}
+        bw.write_manifest(tmp, manifest)
+        log(f"parity: int8 image below the bar; trying {' and '.join(keep)} in float32")
+        with Generator.load(tmp, threads=1) as gen:
+            image = gate(gen)
+        tries.append({"float32": list(keep), "psnr_db": image["value"],
+                      "passed": image["passed"]})
+        if image["passed"]:
+            break
+    image["float_fallback"] = tries
+    return image
 
+
+def _text_gate(gen, prompts, ref_pooled, log) -> dict:
+    """(a) the bundle's own prompt path (tokenizer + text_encoder) vs fp32 PyTorch, on every
+    gate prompt."""
     cache = gen.prompt_cache()
     got = np.concatenate([cache.one(p)["text_pooled"] for p in prompts])
     cos = onnx_text.cosine(got, ref_pooled)
@@ -200,6 +232,13 @@ def _gate(gen, ckpt, cond, prompts, ref_pooled, precision, parity_images, log) -
             "min": float(cos.min()), "mean": float(cos.mean()),
             "passed": bool(cos.min() >= onnx_text.COSINE_BAR)}
     log(f"parity: text embedding cosine min {text['min']:.4f} (bar {text['bar']})")
+    return text
+
+
+def _image_gate(gen, ckpt, precision, parity_images, log) -> dict:
+    """(b) final images of prompt + style + seed cases vs the PyTorch reference."""
+    from lrf.models.reference import generate, to_uint8
+
     n = len(ckpt.classes)
     cases = [(PARITY_PROMPTS[i % len(PARITY_PROMPTS)], (i % (n + 1)), i)
              for i in range(parity_images)]
@@ -213,4 +252,4 @@ def _gate(gen, ckpt, cond, prompts, ref_pooled, precision, parity_images, log) -
              "cases": [{"prompt": p, "style": s, "seed": str(seed)} for (p, _, seed), s in
                        zip(cases, styles)], "passed": bool(value >= IMAGE_PSNR_DB[precision])}
     log(f"parity: image PSNR {value:.2f} dB (bar {image['bar']})")
-    return {"text_encoder": text, "image": image}
+    return image
