@@ -10,9 +10,9 @@ checkpoint whose core takes a prompt.
     3. parity gate: (a) cosine of the bundle's pooled prompt embedding (tokenizer + graph) with
        the fp32 PyTorch encoder's on every one of ``text_prompts`` prompts >= COSINE_BAR;
        (b) image PSNR of prompt + style + seed cases against the PyTorch reference >= the
-       precision's image bar (``--int8``: when the weight-only int8 graphs miss it, the
-       decoder and/or denoise graph stay float32, fewest extra bytes first, each try
-       recorded); below either bar nothing is written
+       precision's image bar (``--int8``: when the image misses it, the larger passing
+       text-encoder variants and float32 decoder and/or denoise graphs are tried, fewest bytes
+       first, each try recorded); below either bar nothing is written
     4. golden files (``lrf.exporter.text_golden``), manifest finished, re-verified, committed
 """
 
@@ -111,9 +111,13 @@ def export_text_bundle(ckpt, out: Path, int8: bool = False, text_prompts: int =
             best = min(passing, key=lambda x: x[0]["bytes"]) if passing else \
                 max(candidates, key=lambda x: x[0]["cosine_min"])
             shutil.copyfile(best[2], tmp / "text_encoder.onnx")
-            quant["text_encoder"] = {**best[1], "selection": {
-                "rule": f"smallest file with cosine >= {onnx_text.COSINE_BAR} on every gate "
-                        "prompt", "candidates": [x[0] for x in candidates]}}
+            selection = {"rule": f"smallest file with cosine >= {onnx_text.COSINE_BAR} on every "
+                                 "gate prompt (and, --int8, the image bar: parity.image."
+                                 "fallback)", "candidates": [x[0] for x in candidates]}
+            quant["text_encoder"] = {**best[1], "selection": selection}
+            # the larger passing variants, for the image gate's fallback (--int8)
+            text_choices = {x[0]["name"]: (x[2].read_bytes(), {**x[1], "selection": selection})
+                            for x in sorted(passing, key=lambda x: x[0]["bytes"])}
         ios = {"text_encoder": te_io, **{n: io for n, (_, io) in graphs.items()}}
         records = {}
         for name, io in ios.items():
@@ -133,10 +137,16 @@ def export_text_bundle(ckpt, out: Path, int8: bool = False, text_prompts: int =
         with Generator.load(tmp, threads=1) as gen:
             text = _text_gate(gen, prompts, ref_pooled, log)
             image = _image_gate(gen, ckpt, precision, parity_images, log)
+        variant = best[0]
         if int8 and text["passed"] and not image["passed"]:
-            image = _float_fallback(tmp, manifest, fp32_bytes, image, lambda g: _image_gate(
-                g, ckpt, precision, parity_images, log), log)
-        result = {"text_encoder": {**text, "variant": best[0]}, "image": image}
+            image, name = _fallback(tmp, manifest, fp32_bytes, text_choices, best[0]["name"],
+                                    image, lambda g: _image_gate(g, ckpt, precision,
+                                                                 parity_images, log), log)
+            variant = next(c for c, _, _ in candidates if c["name"] == name)
+            if name != best[0]["name"]:   # gate (a) again, on the variant now in the bundle
+                with Generator.load(tmp, threads=1) as gen:
+                    text = _text_gate(gen, prompts, ref_pooled, log)
+        result = {"text_encoder": {**text, "variant": variant}, "image": image}
         manifest["parity"] = result
         failures = [k for k, v in result.items() if not v["passed"]]
         if failures:
@@ -193,33 +203,48 @@ def _run_text(path: Path, quantization: dict, ids: np.ndarray, mask: np.ndarray)
     return np.concatenate(out)
 
 
-def _float_fallback(tmp: Path, manifest: dict, fp32_bytes: dict[str, bytes], image: dict,
-                    gate: Callable, log: Callable[[str], None]) -> dict:
-    """The weight-only int8 ``denoise``/``decoder`` missed the image bar: try them in float32
-    (the decoder, the denoise graph, both; fewest extra bytes first) and keep the first set
-    that passes. Every try is recorded in the image gate's ``float_fallback``; the result is
-    the last try's gate (still failing when none passed)."""
+def _fallback(tmp: Path, manifest: dict, fp32_bytes: dict[str, bytes],
+              text_choices: dict[str, tuple[bytes, dict]], text_variant: str, image: dict,
+              gate: Callable, log: Callable[[str], None]) -> tuple[dict, str]:
+    """The ``--int8`` bundle missed the image bar (b). Try, fewest bytes first, every other
+    configuration of a text-encoder variant that passed the cosine gate (a) (``text_choices``:
+    name -> (file bytes, quantization record)) and float32 for none, the decoder, the denoise
+    graph or both (``fp32_bytes``), keeping the first that passes. Every try is recorded in
+    the image gate's ``fallback``; returns (that gate, or the last failing one; the text
+    variant in place)."""
     int8_bytes = {n: (tmp / f"{n}.onnx").read_bytes() for n in fp32_bytes}
     int8_quant = {n: manifest["graphs"][n]["quantization"] for n in fp32_bytes}
-    tries = [{"float32": [], "psnr_db": image["value"], "passed": False}]
-    sets = sorted([("decoder",), ("denoise",), ("denoise", "decoder")],
-                  key=lambda s: sum(len(fp32_bytes[n]) - len(int8_bytes[n]) for n in s))
-    for keep in sets:
+    sets = [(), ("decoder",), ("denoise",), ("denoise", "decoder")]
+    configs = sorted(((v, keep) for v in text_choices for keep in sets),
+                     key=lambda c: len(text_choices[c[0]][0]) + sum(
+                         len(fp32_bytes[n]) - len(int8_bytes[n]) for n in c[1]))
+    tries = [{"text_encoder": text_variant, "float32": [], "psnr_db": image["value"],
+              "passed": False}]
+    for v, keep in configs:
+        if (v, keep) == (text_variant, ()):
+            continue
+        data, rec = text_choices[v]
+        (tmp / "text_encoder.onnx").write_bytes(data)
+        te = manifest["graphs"]["text_encoder"]
+        te["quantization"] = rec
+        te["opset"] = next(o.version for o in onnx.load_from_string(data).opset_import
+                           if o.domain in ("", "ai.onnx"))
         for n in fp32_bytes:
             (tmp / f"{n}.onnx").write_bytes(fp32_bytes[n] if n in keep else int8_bytes[n])
             manifest["graphs"][n]["quantization"] = int8_quant[n] if n not in keep else {
-                "method": "none", "fallback": "float32: the weight-only int8 graph missed the "
-                                              "image bar (parity.image.float_fallback)"}
+                "method": "none", "fallback": "float32: with the weight-only int8 graph the "
+                                              "image missed its bar (parity.image.fallback)"}
         bw.write_manifest(tmp, manifest)
-        log(f"parity: int8 image below the bar; trying {' and '.join(keep)} in float32")
+        log(f"parity: int8 image below the bar; trying text_encoder {v}"
+            + (f", {' and '.join(keep)} in float32" if keep else ""))
         with Generator.load(tmp, threads=1) as gen:
             image = gate(gen)
-        tries.append({"float32": list(keep), "psnr_db": image["value"],
+        tries.append({"text_encoder": v, "float32": list(keep), "psnr_db": image["value"],
                       "passed": image["passed"]})
         if image["passed"]:
             break
-    image["float_fallback"] = tries
-    return image
+    image["fallback"] = tries
+    return image, v
 
 
 def _text_gate(gen, prompts, ref_pooled, log) -> dict:

@@ -265,12 +265,12 @@ def test_int4_embedding_scales_minimise_each_blocks_squared_error():
 
 
 def test_int8_graphs_missing_the_image_bar_fall_back_to_float32(copy):
-    """``_float_fallback`` keeps the fewest extra float32 bytes that bring the image over the
-    bar, and records every try (here a gate that passes only with a float32 denoise graph)."""
+    """``_fallback`` keeps the fewest extra bytes that bring the image over the bar, and
+    records every try (here a gate that passes only with a float32 denoise graph)."""
     import onnx
 
     from lrf.exporter.onnx_int8_weights import weight_only
-    from lrf.exporter.text_export import _float_fallback
+    from lrf.exporter.text_export import _fallback
 
     m = read(copy)
     fp32 = {n: (copy / f"{n}.onnx").read_bytes() for n in ("denoise", "decoder", "encoder")}
@@ -279,16 +279,22 @@ def test_int8_graphs_missing_the_image_bar_fall_back_to_float32(copy):
         weight_only(model, 8)
         onnx.save(model, str(copy / f"{n}.onnx"))
         m["graphs"][n]["quantization"] = {"method": "weight_only", "weight_type": "int8"}
+    text = {"shipped": ((copy / "text_encoder.onnx").read_bytes(),
+                        m["graphs"]["text_encoder"]["quantization"])}
 
     def gate(gen):
         ok = gen.manifest["graphs"]["denoise"]["quantization"]["method"] == "none"
         return {"value": 30.0 if ok else 20.0, "passed": ok}
 
-    image = _float_fallback(copy, m, fp32, {"value": 20.0, "passed": False}, gate,
-                            lambda s: None)
-    assert image["passed"] and [t["float32"] for t in image["float_fallback"]][0] == []
-    assert image["float_fallback"][-1] == {"float32": ["denoise"], "psnr_db": 30.0,
-                                           "passed": True}
+    image, variant = _fallback(copy, m, fp32, text, "shipped", {"value": 20.0, "passed": False},
+                               gate, lambda s: None)
+    tries = image["fallback"]
+    assert image["passed"] and variant == "shipped"
+    assert tries[0] == {"text_encoder": "shipped", "float32": [], "psnr_db": 20.0,
+                        "passed": False}
+    assert tries[-1] == {"text_encoder": "shipped", "float32": ["denoise"], "psnr_db": 30.0,
+                         "passed": True}
+    assert all(not t["passed"] for t in tries[:-1]) and len(tries) in (2, 3)
     m = read(copy)
     assert m["graphs"]["denoise"]["quantization"]["method"] == "none"
     assert m["graphs"]["encoder"]["quantization"]["method"] == "weight_only"
