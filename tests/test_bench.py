@@ -323,9 +323,12 @@ def test_ram_limit_64m_fails_cleanly(capsys, tiny_bundle, tmp_path):
     assert "over_budget" in out
 
 
-def test_generous_limit_passes_with_table_json_plot(capsys, tiny_bundle, tmp_path):
+def test_generous_limit_passes_with_table_json_plot(capsys, bench_ckpt, tiny_bundle, tmp_path):
     j, png = tmp_path / "bench.json", tmp_path / "bench.png"
-    rc, out, err = _run(capsys, ["--bundle", tiny_bundle, "--ram-limit", "3G", "--steps", "2",
+    # the bundle's source checkpoint lies outside the project, so its manifest names it only:
+    # the PyTorch baseline is given explicitly (a ratio needs the same checkpoint on both sides)
+    rc, out, err = _run(capsys, ["--bundle", tiny_bundle, "--checkpoint", str(bench_ckpt),
+                                 "--ram-limit", "3G", "--steps", "2",
                                  "--repeats", "2", "--min-seconds", "0", "--max-batch", "2",
                                  "--json", str(j), "--plot", str(png), "--quiet"])
     assert rc == 0, err

@@ -204,7 +204,10 @@ def _dispatch(args) -> None:
                        latent_l2=args.latent_l2, bf16=not args.no_bf16,
                        limit_per_class=args.limit_per_class)
         res = train_ae(args.data, args.out, cfg)
-        print(f"done: test MSE {res['test_mse']:.5f}")
+        if res.get("stopped"):
+            print(f"stopped at step {res.get('step', res.get('steps'))}; rerun to resume")
+        else:
+            print(f"done: test MSE {res['test_mse']:.5f}")
     elif args.cmd == "cache" and is_captioned(args.data):
         from lrf.training.text_flow import build_text_cache
 
@@ -225,7 +228,10 @@ def _dispatch(args) -> None:
 
         res = train_classifier(args.data, args.out, epochs=args.epochs,
                                limit_per_class=args.limit_per_class)
-        print(f"done: test accuracy {res['test_accuracy']:.4f} in {res['seconds']:.0f}s")
+        if res.get("stopped"):
+            print(f"stopped at step {res.get('step', res.get('steps'))}; rerun to resume")
+        else:
+            print(f"done: test accuracy {res['test_accuracy']:.4f} in {res['seconds']:.0f}s")
     elif args.cmd == "judge":
         from lrf.training.judge import JudgeConfig, train_judge
 

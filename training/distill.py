@@ -69,6 +69,22 @@ def teacher_trajectories(model, noise, labels, guidance, null_class: int, bf16: 
     return torch.stack([s.float() for s in states], dim=1)
 
 
+def check_trajectory_meta(meta_path: str, want: dict) -> None:
+    """A trajectory folder's ``trajectories.json``: written by the first run; every later run
+    must ask for the same (its ``config`` without ``count``, which may grow: chunk i is a pure
+    function of (seed, i)), or it is refused with one line."""
+    if os.path.isfile(meta_path):
+        with open(meta_path) as fh:
+            have = json.load(fh)
+        have.get("config", {}).pop("count", None)
+        if have != want:
+            raise ValueError(f"{meta_path}: made with {have}, not {want}; use another --out")
+    else:
+        with open(meta_path + ".tmp", "w") as fh:
+            json.dump(want, fh, indent=2)
+        os.replace(meta_path + ".tmp", meta_path)
+
+
 def make_trajectories(teacher_dir: str, out_dir: str, cfg: TrajectoryConfig, log=print) -> int:
     """Write the teacher trajectory set (resumable chunk by chunk); returns the count written."""
     from safetensors.torch import save_file
@@ -80,16 +96,7 @@ def make_trajectories(teacher_dir: str, out_dir: str, cfg: TrajectoryConfig, log
     # ``count`` may grow between runs: chunk i is a pure function of (seed, i).
     want = {"teacher": os.path.abspath(teacher_dir), "steps": TEACHER_STEPS,
             "config": {k: v for k, v in asdict(cfg).items() if k != "count"}}
-    if os.path.isfile(meta_path):
-        with open(meta_path) as fh:
-            have = json.load(fh)
-        have.get("config", {}).pop("count", None)
-        if have != want:
-            raise ValueError(f"{meta_path}: made with {have}, not {want}; use another --out")
-    else:
-        with open(meta_path + ".tmp", "w") as fh:
-            json.dump(want, fh, indent=2)
-        os.replace(meta_path + ".tmp", meta_path)
+    check_trajectory_meta(meta_path, want)
     ckpt = load_checkpoint(teacher_dir)
     m, mcfg = ckpt.model.eval(), ckpt.config
     n_chunks = -(-cfg.count // cfg.chunk)

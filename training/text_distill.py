@@ -15,7 +15,6 @@ against the teacher's final state on held-out trajectories.
 from __future__ import annotations
 
 import glob
-import json
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -26,7 +25,8 @@ from tqdm import tqdm
 from lrf.models.checkpoint import load_checkpoint, save_checkpoint
 from lrf.models.flow import euler_sample
 from lrf.models.lrf import count_parameters
-from lrf.training.distill import sample_segments, state_at, student_from_teacher
+from lrf.training.distill import (check_trajectory_meta, sample_segments, state_at,
+                                  student_from_teacher)
 from lrf.training.loop import TrainLoop
 from lrf.training.text_flow import TextBatcher, TextFlowConfig, load_text_cache
 
@@ -74,15 +74,7 @@ def make_text_trajectories(teacher_dir: str, cache_path: str, out_dir: str,
     meta_path = os.path.join(out_dir, "trajectories.json")
     want = {"teacher": os.path.basename(os.path.normpath(teacher_dir)),
             "config": {k: v for k, v in asdict(cfg).items() if k != "count"}}
-    if os.path.isfile(meta_path):
-        with open(meta_path) as fh:
-            have = json.load(fh)
-        if have != want:
-            raise ValueError(f"{meta_path}: made with {have}, not {want}; use another --out")
-    else:
-        with open(meta_path + ".tmp", "w") as fh:
-            json.dump(want, fh, indent=2)
-        os.replace(meta_path + ".tmp", meta_path)
+    check_trajectory_meta(meta_path, want)
     ckpt = load_checkpoint(teacher_dir)
     model, mcfg = ckpt.model.eval(), ckpt.config
     cache, _ = load_text_cache(cache_path)
