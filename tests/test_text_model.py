@@ -352,3 +352,22 @@ def test_lrf_generate_text_errors_are_one_line(trained, tmp_path, capsys, argv, 
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and all(w in err for w in words)
     assert not (tmp_path / "x.png").exists()
+
+
+def test_shipped_emoji_turbo_draws_on_a_transparent_background():
+    """The shipped 1-step student: a 64 px RGBA emoji whose corners are transparent and whose
+    centre is not, for seen and held-out prompts alike."""
+    from lrf.models.checkpoint import load_checkpoint
+    from lrf.models.reference import generate, to_uint8
+
+    ck = load_checkpoint(os.path.join(os.path.dirname(__file__), "..", "models", "weights",
+                                      "emoji-turbo"))
+    assert ck.config.text_dim == 384 and ck.classes == ["emojione", "fluent", "fluent-flat",
+                                                        "noto", "twemoji"]
+    prompts = ["grinning face", "red heart", "crocodile", "a cat astronaut"]
+    imgs = to_uint8(generate(ck, [3] * 4, [0, 1, 2, 3], prompts=prompts))
+    assert imgs.shape == (4, 64, 64, 4)
+    corners = imgs[:, [0, 0, -1, -1], [0, -1, 0, -1], 3]
+    assert corners.max() <= 8                                  # clean background
+    assert (imgs[:, 24:40, 24:40, 3].mean(axis=(1, 2)) > 128).all()   # something is drawn
+    assert len({im.tobytes() for im in imgs}) == 4
