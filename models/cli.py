@@ -360,39 +360,29 @@ def main(argv: list[str] | None = None) -> int:
             _png_name(path, flag)
     backend = _bundle_images if args.bundle is not None else _torch_images
     classes, labels, run = backend(args, [args.cls] if args.cls is not None else [], None)
-    if args.prompt:
-        return _write_prompted(args, classes, run)
+    if args.prompt:   # a text model: the rows are prompts, the first one drawn by --out
+        style = f", style {args.style}" if args.style else ""
+        first, what = 0, f"prompt {short_repr(classes[0])}{style}"
+        rows_are = "prompt rows"
+    else:
+        first = labels[0] if labels else None
+        what, style, rows_are = (f"class {classes[first]}" if labels else ""), "", "rows"
     if args.out:
-        img = run(labels, [args.seed])[0]
-        save_png(img, args.out)
+        save_png(run([first], [args.seed])[0], args.out)
         how = f", strength {_edit_strength(args)}" if args.init_image else ""
-        print_result(f"wrote {args.out} (class {classes[labels[0]]}, seed {args.seed}{how})")
+        print_result(f"wrote {args.out} ({what}, seed {args.seed}{how})")
     if args.grid:
         k = args.per_class
-        lab = [c for c in range(len(classes)) for _ in range(k)]
-        imgs = run(lab, list(range(k)) * len(classes))
+        rows = [r for r in range(len(classes)) for _ in range(k)]
+        imgs = run(rows, list(range(k)) * len(classes))
         save_png(make_grid(imgs, len(classes)), args.grid, "--grid")
-        print_result(f"wrote {args.grid} ({len(classes)} rows x {k} seeds)")
+        print_result(f"wrote {args.grid} ({len(classes)} {rows_are} x {k} seeds{style})")
     return 0
 
 
-def _write_prompted(args, prompts: list[str], run) -> int:
-    """--out: the first prompt; --grid: one row per prompt, --per-class seeds in each."""
-    from lrf.cli import one_line
-
-    style = f", style {args.style}" if args.style else ""
-    if args.out:
-        save_png(run([0], [args.seed])[0], args.out)
-        how = f", strength {_edit_strength(args)}" if args.init_image else ""
-        print_result(f"wrote {args.out} (prompt {one_line(repr(prompts[0]), 80)}{style}, "
-                     f"seed {args.seed}{how})")
-    if args.grid:
-        k = args.per_class
-        rows = [r for r in range(len(prompts)) for _ in range(k)]
-        imgs = run(rows, list(range(k)) * len(prompts))
-        save_png(make_grid(imgs, len(prompts)), args.grid, "--grid")
-        print_result(f"wrote {args.grid} ({len(prompts)} prompt rows x {k} seeds{style})")
-    return 0
+def short_repr(text: str, limit: int = 80) -> str:
+    r = repr(text)
+    return r if len(r) <= limit else r[:limit - 3] + "..."
 
 
 if __name__ == "__main__":
