@@ -256,8 +256,11 @@ def test_reference_generates_rgba_from_a_prompt(trained):
     a = to_uint8(xa)
     assert a.shape == (2, 32, 32, 4) and a.dtype == np.uint8
     assert not np.array_equal(a[0], to_uint8(xb)[0])          # the prompt matters
-    again = to_uint8(generate(ck, [0], [0], prompts=["red circle"]))
-    assert np.array_equal(again[0], a[0])                        # deterministic per seed
+    again = to_uint8(generate(ck, [0, 0], [0, 1], prompts=["red circle", "red circle"]))
+    assert np.array_equal(again, a)                              # deterministic per seed
+    alone = to_uint8(generate(ck, [0], [0], prompts=["red circle"]))
+    # a row depends on its batch only through float rounding (runtime/BUNDLE.md)
+    assert np.abs(alone[0].astype(int) - a[0]).max() <= 2
     with pytest.raises(ValueError, match="give a prompt"):
         generate(ck, [0], [0])
     # any Unicode is a prompt; lone surrogates are replaced, not a crash
