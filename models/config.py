@@ -132,8 +132,9 @@ def _field_problems(cfg: "LRFConfig") -> list[tuple[str, str]]:
 PRESETS: dict[str, LRFConfig] = {
     # CIFAR-10: 32x32 images -> 4x4x4 latents; ~1.47M trainable parameters.
     "cifar10": LRFConfig(),
-    # Emoji text-to-image: 64x64 RGBA -> 8x8x4 latents (64 tokens), 5 styles as classes, the
-    # MiniLM prompt embedding (384-d) into adaLN.
+    # Emoji text-to-image: 64x64 RGBA -> 8x8 latents (64 tokens; the trainer takes the channels
+    # from the codec: 8 for the shipped one), 5 styles as classes, the MiniLM prompt embedding
+    # (384-d) into adaLN.
     "emoji": LRFConfig(latent_size=8, num_classes=5, text_dim=384),
     # Tests only: the same architecture, tiny widths, so the suite stays fast.
     "tiny": LRFConfig(dim=32, num_blocks=2, recursions=2, heads=2, mlp_hidden=64, freq_dim=32),
