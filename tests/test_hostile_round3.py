@@ -378,8 +378,17 @@ def _hang(args, mark, **kw):
     import sys
 
     env = dict(os.environ, MARK=str(mark), OMP_NUM_THREADS="1")
+
+    def as_from_a_terminal():
+        # an ignored SIGINT is inherited through exec: another test of this pytest process may
+        # leave it ignored (lrf.cli ignores a second Ctrl-C while it cleans up), and a program
+        # started with SIGINT ignored is rightly deaf to Ctrl-C, as a shell's background job is
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
     return subprocess.Popen([sys.executable, "-c", _HANG, *args], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=as_from_a_terminal, **kw)
 
 
 def test_hanging_graph_is_stopped_by_its_time_limit(copy, tmp_path):
